@@ -1,0 +1,276 @@
+"""Checkpoints: atomic, loadable without unpickling code, metadata readable without tensors.
+
+Each checkpoint is two files: `<name>.pt` (tensors and plain values, read with
+`torch.load(weights_only=True)`) and `<name>.json` (the metadata alone, written after the
+`.pt` is in place), so listing hundreds of checkpoints reads only small JSON files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+FORMAT_VERSION = 1
+SUFFIX = ".pt"
+LEGACY_SUFFIX = ".pth"  # the original tokentango's checkpoints
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used; the message names the file and the problem."""
+
+
+def checkpoint_name(step: int, val_accuracy: float, when: datetime) -> str:
+    return f"ckpt_{when:%Y%m%d-%H%M%S}_step{step:07d}_acc{val_accuracy:.4f}"
+
+
+def rng_state() -> dict[str, Any]:
+    """Python, numpy and torch RNG states as plain values and tensors (weights_only-safe)."""
+    py_version, py_state, py_gauss = random.getstate()
+    np_kind, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    state = {
+        "python": [py_version, list(py_state), py_gauss],
+        "numpy": [np_kind, torch.from_numpy(np_keys.astype(np.int64)), np_pos, np_has_gauss,
+                  np_gauss],
+        "torch": torch.get_rng_state(),
+    }  # fmt: skip
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    py_version, py_state, py_gauss = state["python"]
+    random.setstate((py_version, tuple(py_state), py_gauss))
+    np_kind, np_keys, np_pos, np_has_gauss, np_gauss = state["numpy"]
+    np.random.set_state((np_kind, np_keys.numpy().astype(np.uint32), np_pos, np_has_gauss,
+                         np_gauss))  # fmt: skip
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _write_atomically(path: Path, write) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def save_checkpoint(
+    directory: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None,
+    meta: dict[str, Any], state: dict[str, Any] | None = None,
+) -> Path:  # fmt: skip
+    """Write `<name>.pt` then `<name>.json` atomically; returns the `.pt` path.
+
+    `meta` must hold plain JSON values, at least `step` and `val_accuracy`; `state` holds
+    extra resume tensors (RNG states).
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    when = datetime.now()
+    meta = {"format_version": FORMAT_VERSION, "timestamp": when.isoformat(), **meta}
+    name = checkpoint_name(meta["step"], meta["val_accuracy"], when)
+    path = directory / f"{name}{SUFFIX}"
+    payload = {
+        "format_version": FORMAT_VERSION,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "state": state or {},
+        "meta_json": json.dumps(meta),
+    }
+    _write_atomically(path, lambda tmp: torch.save(payload, tmp))
+    meta_text = json.dumps({**meta, "file": path.name}, indent=2)
+    _write_atomically(path.with_suffix(".json"), lambda tmp: tmp.write_text(meta_text))
+    return path
+
+
+def read_payload(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """The whole checkpoint, loaded safely; CheckpointError for anything unusable."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        # weights_only: tensors and plain values only; a pickle that would run code is refused.
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # truncated, corrupt, or a pickle that wants to run code
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise CheckpointError(
+            f"cannot load checkpoint {path}: {type(err).__name__}: {first_line}"
+        ) from err
+    if not isinstance(payload, dict) or not ({"model", "model_state_dict"} & payload.keys()):
+        raise CheckpointError(f"{path} is not a tokentango checkpoint (no model weights in it)")
+    return payload
+
+
+def _legacy_metadata(path: Path, payload: dict[str, Any]) -> dict[str, Any]:
+    """Metadata of the original tokentango's `.pth` files in this format's terms; older
+    ones lack the config, or everything but the weights."""
+    config = payload.get("config") or {}
+    stamp = payload.get("timestamp")
+    if isinstance(stamp, int | float):
+        stamp = datetime.fromtimestamp(stamp).isoformat()
+    elif stamp is None:
+        stamp = datetime.fromtimestamp(path.stat().st_mtime).isoformat()
+    accuracy = payload.get("accuracy")
+    return {
+        "format_version": 0, "legacy": True, "timestamp": str(stamp),
+        "run_name": config.get("run_name"), "step": None, "epoch": payload.get("epoch"),
+        "val_accuracy": float(accuracy) if accuracy is not None else None,
+        "optimizer": (config.get("optimizer_type") or None), "use_mlm": config.get("use_mlm"),
+        "cls_losses": [float(x) for x in payload.get("cls_losses") or []],
+        "mlm_losses": [float(x) for x in payload.get("mlm_losses") or []],
+        "config": config,
+    }  # fmt: skip
+
+
+def load_checkpoint(
+    model: torch.nn.Module, path: str | Path, optimizer: torch.optim.Optimizer | None = None,
+    map_location: str | torch.device = "cpu",
+) -> dict[str, Any]:  # fmt: skip
+    """Load weights (and optimizer state when given) into place; returns the metadata."""
+    path = Path(path)
+    payload = read_payload(path, map_location)
+    legacy = "model" not in payload
+    weights = payload["model_state_dict"] if legacy else payload["model"]
+    own = model.state_dict()
+    for key, tensor in weights.items():
+        if key in own and own[key].shape != tensor.shape:
+            raise CheckpointError(
+                f"{path} was saved from another model size: {key} has shape "
+                f"{tuple(tensor.shape)} there and {tuple(own[key].shape)} here"
+                f"{_differing_settings(payload, model)}"
+            )
+    missing, unexpected = sorted(set(own) - set(weights)), sorted(set(weights) - set(own))
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{path} does not fit this model: missing {missing[:3]}, unexpected {unexpected[:3]}"
+            f"{_differing_settings(payload, model)}"
+        )
+    model.load_state_dict(weights)
+    if optimizer is not None and payload.get("optimizer") is not None:
+        optimizer.load_state_dict(payload["optimizer"])
+    if legacy:
+        return _legacy_metadata(path, payload)
+    meta = json.loads(payload["meta_json"])
+    meta["state"] = payload.get("state", {})
+    return meta
+
+
+def _differing_settings(payload: dict[str, Any], model: torch.nn.Module) -> str:
+    """`(model.d_model: 64 there, 32 here)` when the checkpoint's config says which."""
+    if "meta_json" not in payload:
+        return ""
+    saved = json.loads(payload["meta_json"]).get("config", {}).get("model", {})
+    here = getattr(model, "settings", {})
+    diffs = [f"model.{k}: {saved[k]} there, {v} here" for k, v in here.items()
+             if k in saved and saved[k] != v]  # fmt: skip
+    return f" ({'; '.join(diffs)})" if diffs else ""
+
+
+def read_metadata(path: str | Path, require_resumable: bool = False) -> dict[str, Any]:
+    """Metadata of a checkpoint; from the JSON sidecar when there is one (no tensors)."""
+    path = Path(path)
+    sidecar = path.with_suffix(".json")
+    if path.suffix == SUFFIX and sidecar.is_file() and path.is_file():
+        try:
+            meta = json.loads(sidecar.read_text())
+        except json.JSONDecodeError as err:
+            raise CheckpointError(f"unreadable metadata {sidecar}: {err}") from err
+    else:
+        payload = read_payload(path)
+        meta = (
+            _legacy_metadata(path, payload) if "model" not in payload
+            else json.loads(payload["meta_json"])
+        )  # fmt: skip
+    meta["path"] = str(path)
+    if require_resumable and (meta.get("legacy") or "loop" not in meta):
+        raise CheckpointError(
+            f"{path} is a checkpoint of the original tokentango: it can be listed, inspected "
+            "and evaluated, but holds no state to resume training from"
+        )
+    return meta
+
+
+def _is_checkpoint_file(path: Path) -> bool:
+    return path.is_file() and (
+        (path.suffix == SUFFIX and path.name.startswith("ckpt_")) or path.suffix == LEGACY_SUFFIX
+    )
+
+
+def list_checkpoints(*directories: str | Path) -> list[dict[str, Any]]:
+    """Metadata of every checkpoint below the folders (new and legacy), newest first.
+    Unreadable files are skipped here; `read_metadata` on one says why."""
+    metas = []
+    for directory in directories:
+        for path in sorted(Path(directory).rglob("*")):
+            if not _is_checkpoint_file(path) or path.name.startswith("."):
+                continue
+            try:
+                metas.append(read_metadata(path))
+            except CheckpointError:
+                continue
+    return sorted(metas, key=lambda m: (m["timestamp"], m.get("step") or 0), reverse=True)
+
+
+def _own(metas: list[dict[str, Any]], run_name: str | None) -> list[dict[str, Any]]:
+    return [m for m in metas if not m.get("legacy") and (run_name is None or
+            m.get("run_name") == run_name)]  # fmt: skip
+
+
+def latest_checkpoint(directory: str | Path, run_name: str | None = None) -> Path | None:
+    """The newest tokentango checkpoint below `directory` (of one run, when named)."""
+    if not Path(directory).is_dir():
+        return None
+    metas = _own(list_checkpoints(directory), run_name)
+    return Path(max(metas, key=lambda m: (m["timestamp"], m["step"]))["path"]) if metas else None
+
+
+def best_checkpoint(directory: str | Path, run_name: str | None = None) -> Path | None:
+    """The checkpoint with the best validation accuracy (the earliest among equals)."""
+    metas = _own(list_checkpoints(directory), run_name)
+    if not metas:
+        return None
+    return Path(max(metas, key=lambda m: (m["val_accuracy"], -m["step"]))["path"])
+
+
+def prune_checkpoints(directory: str | Path, keep_last: int, run_name: str | None = None) -> None:
+    """Keep a run's `keep_last` newest checkpoints and its best one; delete the rest."""
+    metas = _own(list_checkpoints(directory), run_name)
+    if not metas:
+        return
+    newest = sorted(metas, key=lambda m: m["step"], reverse=True)[:keep_last]
+    best = max(metas, key=lambda m: (m["val_accuracy"], -m["step"]))
+    keep = {m["path"] for m in newest} | {best["path"]}
+    for meta in metas:
+        if meta["path"] not in keep:
+            path = Path(meta["path"])
+            path.with_suffix(".json").unlink(missing_ok=True)
+            path.unlink(missing_ok=True)
+
+
+def find_checkpoint(spec: str, search_dir: str | Path) -> Path:
+    """`latest` (newest under `search_dir`), a folder (newest under it) or a file."""
+    if spec == "latest":
+        folder = Path(search_dir)
+        found = latest_checkpoint(folder)
+        if found is None:
+            raise CheckpointError(f"checkpoint=latest: no checkpoint found under {folder}")
+        return found
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        found = latest_checkpoint(path)
+        if found is None:
+            raise CheckpointError(f"checkpoint={spec}: no checkpoint found under {path}")
+        return found
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint={spec}: no such file or folder")
+    return path

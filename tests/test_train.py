@@ -1,0 +1,169 @@
+"""Real (tiny) training runs through the CLI: run folders, sweeps, failures, determinism."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from omegaconf import OmegaConf
+
+from tests.conftest import TINY, compose_config, read_metrics, read_results, run_cli
+from tokentango.train import train
+
+RESULT_FIELDS = {
+    "status", "test_accuracy", "optimizer", "use_mlm", "seed", "train_frac", "steps",
+    "train_seconds", "run_name", "device", "samples_per_second", "test_precision",
+    "test_recall", "test_f1", "confusion_matrix",
+}  # fmt: skip
+
+
+def assert_complete_run(run_dir: Path) -> dict:
+    for name in (".hydra/config.yaml", ".hydra/overrides.yaml", "train.log", "metrics.jsonl",
+                 "results.json"):  # fmt: skip
+        assert (run_dir / name).is_file(), f"{run_dir} lacks {name}"
+    results = read_results(run_dir)
+    assert results.keys() >= RESULT_FIELDS
+    assert results["status"] in ("completed", "early_stopped")
+    assert 0.0 <= results["test_accuracy"] <= 1.0
+    metrics = read_metrics(run_dir)
+    assert metrics and {"step", "cls_loss", "mlm_loss", "val_accuracy"} <= metrics[0].keys()
+    assert metrics[-1]["step"] == results["steps"]
+    ckpts = sorted((run_dir / "checkpoints").glob("ckpt_*.pt"))
+    assert ckpts and all(p.with_suffix(".json").is_file() for p in ckpts)
+    return results
+
+
+def test_short_real_run_writes_a_complete_folder(tmp_path: Path, data_dir: Path) -> None:
+    run_dir = tmp_path / "run"
+    proc = run_cli("tokentango.train", *TINY, f"hydra.run.dir={run_dir}",
+                   f"paths.data_dir={data_dir}", "trainer.keep_last=1")  # fmt: skip
+    results = assert_complete_run(run_dir)
+    assert results["status"] == "completed" and results["steps"] == 12
+    assert results["optimizer"] == "adam" and results["use_mlm"] is True
+    assert results["seed"] == 42 and results["train_frac"] == 1.0 and results["device"] == "cpu"
+    assert results["samples_per_second"] > 0
+    cm = results["confusion_matrix"]
+    assert (
+        cm["labels"] == ["reliable", "fake"] and sum(map(sum, cm["matrix"])) == results["test_rows"]
+    )
+    assert [m["step"] for m in read_metrics(run_dir)] == [4, 8, 12]
+    assert all(m["mlm_loss"] is not None for m in read_metrics(run_dir))
+    # keep_last=1 keeps the newest and the best checkpoint.
+    assert 1 <= len(list((run_dir / "checkpoints").glob("*.pt"))) <= 2
+    assert "test accuracy" in proc.stdout and "true \\ pred" in proc.stdout
+    assert results["run_name"] in proc.stdout
+
+
+def test_single_runs_are_named_by_time_and_run_name(tmp_path: Path, data_dir: Path) -> None:
+    run_cli("tokentango.train", *TINY, "trainer.max_steps=2", f"paths.experiments_dir={tmp_path}",
+            f"paths.data_dir={data_dir}")  # fmt: skip
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    match = re.fullmatch(
+        r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d_([a-z]+-[a-z]+-[0-9a-f]{6})", run_dir.name
+    )
+    assert match, run_dir.name
+    assert read_results(run_dir)["run_name"] == match[1]
+
+
+def test_launches_in_the_same_second_get_different_folders() -> None:
+    from hydra import compose, initialize_config_dir
+
+    from tokentango.config import CONF_DIR
+
+    dirs = []
+    for _ in range(2):
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            cfg = compose(config_name="config", return_hydra_config=True)
+            dirs.append((cfg.hydra.run.dir, cfg.hydra.sweep.dir))
+    assert dirs[0][0] != dirs[1][0] and dirs[0][1] != dirs[1][1]
+
+
+def test_given_run_name_names_the_folder(tmp_path: Path) -> None:
+    from hydra import compose, initialize_config_dir
+
+    from tokentango.config import CONF_DIR
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=["run_name=mine"], return_hydra_config=True)
+    assert cfg.hydra.run.dir.endswith("_mine")
+
+
+def _metric_values(run_dir: Path) -> list[dict]:
+    return [{k: v for k, v in m.items() if k != "elapsed_seconds"} for m in read_metrics(run_dir)]
+
+
+def test_same_seed_and_config_give_the_same_metrics(tmp_path: Path, data_dir: Path) -> None:
+    def run(name: str, seed: int) -> tuple[list[dict], dict]:
+        cfg = compose_config([*TINY, f"seed={seed}", f"paths.data_dir={data_dir}"])
+        run_dir = tmp_path / name
+        run_dir.mkdir()
+        results = train(cfg, run_dir, name)
+        return _metric_values(run_dir), results
+
+    a_metrics, a = run("a", 42)
+    b_metrics, b = run("b", 42)
+    c_metrics, _ = run("c", 7)
+    assert a_metrics == b_metrics
+    assert a["test_accuracy"] == b["test_accuracy"]
+    assert a["confusion_matrix"] == b["confusion_matrix"]
+    assert a_metrics != c_metrics
+
+
+def test_multirun_two_seeds_by_two_optimizers(tmp_path: Path, data_dir: Path) -> None:
+    sweep = tmp_path / "sweep"
+    run_cli("tokentango.train", "--multirun", "seed=1,2", "optimizer=adam,sgd", *TINY,
+            f"hydra.sweep.dir={sweep}", f"paths.data_dir={data_dir}")  # fmt: skip
+    runs = sorted(p for p in sweep.iterdir() if p.is_dir() and (p / "results.json").exists())
+    assert len(runs) == 4
+    seen = set()
+    for run_dir in runs:
+        results = assert_complete_run(run_dir)
+        # Folder names carry the job number and the swept overrides.
+        assert re.match(r"\d+_", run_dir.name)
+        assert f"seed={results['seed']}" in run_dir.name
+        assert f"optimizer={results['optimizer']}" in run_dir.name
+        config = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+        assert config.seed == results["seed"]
+        seen.add((results["seed"], results["optimizer"]))
+    assert seen == {(1, "adam"), (1, "sgd"), (2, "adam"), (2, "sgd")}
+    assert len({read_results(r)["run_name"] for r in runs}) == 4
+
+
+def test_a_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path: Path, data_dir: Path) -> None:
+    good = tmp_path / "good.csv"
+    from tokentango.synthetic import generate_corpus
+
+    generate_corpus(1500, seed=5).to_csv(good)
+    bad = tmp_path / "bad.csv"
+    pd.DataFrame({"id": [1], "title": ["no content column"]}).to_csv(bad)
+    sweep = tmp_path / "sweep"
+    proc = run_cli("tokentango.train", "--multirun", f"data.path={bad},{good}", "use_mlm=false",
+                   *TINY, f"hydra.sweep.dir={sweep}", f"paths.data_dir={data_dir}",
+                   check=False)  # fmt: skip
+    assert proc.returncode != 0  # Hydra reports the failed job at the end
+    by_status = {}
+    for run_dir in (p for p in sweep.iterdir() if p.is_dir()):
+        results = read_results(run_dir)
+        by_status[results["status"]] = (run_dir, results)
+    assert set(by_status) == {"failed", "completed"}
+    failed = by_status["failed"][1]
+    assert "bad.csv" in failed["error"] and "DataError" in failed["error"]
+    completed_dir = by_status["completed"][0]
+    assert_complete_run(completed_dir)
+    assert all(m["mlm_loss"] is None for m in read_metrics(completed_dir))
+    assert json.loads((completed_dir / "results.json").read_text())["use_mlm"] is False
+
+
+@pytest.mark.slow
+def test_default_nine_run_sweep(tmp_path: Path, data_dir: Path) -> None:
+    sweep = tmp_path / "sweep"
+    run_cli("tokentango.train", "--multirun", "seed=42,69,123", "optimizer=adam,adamw,sgd",
+            "trainer.max_steps=30", "trainer.eval_every=10", "trainer.progress_bar=false",
+            f"hydra.sweep.dir={sweep}", f"paths.data_dir={data_dir}")  # fmt: skip
+    runs = [p for p in sweep.iterdir() if p.is_dir()]
+    assert len(runs) == 9
+    for run_dir in runs:
+        assert_complete_run(run_dir)
