@@ -17,16 +17,16 @@ import torch
 from hydra.utils import instantiate
 
 from tests.conftest import compose_config
-from tokentango.data import batch_tensors, epoch_batches, load_dataset
+from tokentango.data import batch_tensors, epoch_batches, load_dataset, settings_from_config
 from tokentango.evaluate import evaluate_split
 from tokentango.model import build_model, compute_losses
-from tokentango.train import data_settings, seed_everything
+from tokentango.train import seed_everything
 
 
-def run(preset: str, seconds: float, eval_every: int, overrides: list[str]) -> dict:
-    cfg = compose_config([f"model={preset}", *overrides])
+def run(preset: str, use_mlm: bool, seconds: float, eval_every: int, overrides: list[str]) -> dict:
+    cfg = compose_config([f"model={preset}", f"use_mlm={use_mlm}", *overrides])
     seed_everything(cfg.seed)
-    data = load_dataset(data_settings(cfg), cfg.paths.data_dir)
+    data = load_dataset(settings_from_config(cfg), cfg.paths.data_dir)
     model = build_model(cfg.model, data.vocab_size)
     optimizer = instantiate(cfg.optimizer, params=model.parameters(), _convert_="all")
     train, val = data.splits["train"], data.splits["val"]
@@ -46,13 +46,14 @@ def run(preset: str, seconds: float, eval_every: int, overrides: list[str]) -> d
             if step % eval_every == 0:
                 acc = evaluate_split(model, val, 256, torch.device("cpu"))["accuracy"]
                 curve.append((step, round(spent), acc))
-                print(f"  {preset:9s} step {step:5d}  {spent:6.0f}s  val_accuracy {acc:.4f}",
-                      flush=True)  # fmt: skip
+                print(f"  {preset:9s} mlm={use_mlm!s:5s} step {step:5d}  {spent:6.0f}s  "
+                      f"val_accuracy {acc:.4f}", flush=True)  # fmt: skip
             if spent >= seconds:
                 break
         epoch += 1
     final = evaluate_split(model, val, 256, torch.device("cpu"))["accuracy"]
-    return {"preset": preset, "params": sum(p.numel() for p in model.parameters()),
+    n_params = sum(p.numel() for p in model.parameters())
+    return {"preset": preset, "use_mlm": use_mlm, "params": n_params,
             "steps": step, "samples_per_s": samples / spent, "val_accuracy": final,
             "best_val_accuracy": max([final] + [c[2] for c in curve])}  # fmt: skip
 
@@ -62,16 +63,18 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=150.0)
     parser.add_argument("--eval-every", type=int, default=200)
     parser.add_argument("--presets", nargs="+", default=["small", "original"])
+    parser.add_argument("--use-mlm", nargs="+", default=["true"], choices=["true", "false"])
     parser.add_argument("overrides", nargs="*", help="config overrides, e.g. use_mlm=false")
     args = parser.parse_args()
-    rows = [run(p, args.seconds, args.eval_every, args.overrides) for p in args.presets]
+    rows = [run(p, m == "true", args.seconds, args.eval_every, args.overrides)
+            for p in args.presets for m in args.use_mlm]  # fmt: skip
     print(
         f"\nsame budget: {args.seconds:.0f}s of training steps each, {args.overrides or 'defaults'}"
     )
-    print(f"{'preset':10s}{'params':>10s}{'steps':>8s}{'samples/s':>11s}{'val acc':>9s}"
-          f"{'best':>7s}")  # fmt: skip
+    print(f"{'preset':10s}{'use_mlm':>8s}{'params':>10s}{'steps':>8s}{'samples/s':>11s}"
+          f"{'val acc':>9s}{'best':>7s}")  # fmt: skip
     for r in rows:
-        print(f"{r['preset']:10s}{r['params']:>10,d}{r['steps']:>8d}{r['samples_per_s']:>11.1f}"
+        print(f"{r['preset']:10s}{r['use_mlm']!s:>8s}{r['params']:>10,d}{r['steps']:>8d}{r['samples_per_s']:>11.1f}"
               f"{r['val_accuracy']:>9.4f}{r['best_val_accuracy']:>7.4f}")  # fmt: skip
     base = rows[0]
     for r in rows[1:]:

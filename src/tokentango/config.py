@@ -108,7 +108,7 @@ class EarlyStoppingConf:
 class TrainerConf:
     batch_size: int = 32
     eval_batch_size: int = 256
-    epochs: int = 1
+    epochs: int = 8
     max_steps: int | None = None
     eval_every: int = 100
     early_stopping: EarlyStoppingConf | None = field(default_factory=EarlyStoppingConf)
@@ -278,6 +278,22 @@ def legacy_env_overrides(environ: dict[str, str], argv: list[str]) -> list[str]:
             value = value.lower()
         overrides.append(f"{key}={value}")
     return overrides
+
+
+def parse_cli_config(schema: type, argv: list[str]) -> Any:
+    """`key=value` arguments onto a dataclass: an unknown key or a bad type names the key."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    for arg in argv:
+        if "=" not in arg:
+            raise ConfigError(f"arguments are key=value, got {arg!r}")
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.from_dotlist(argv))
+        return OmegaConf.to_object(merged)
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None)
+        reason = str(err).strip().splitlines()[0]
+        raise ConfigError(f"invalid argument {key}: {reason}" if key else reason) from err
 
 
 def _check(ok: bool, key: str, value: object, why: str) -> None:

@@ -188,6 +188,21 @@ def encode(tokenizer: Tokenizer, texts: list[str]) -> tuple[np.ndarray, np.ndarr
 # --- cache ---------------------------------------------------------------------------
 
 
+def settings_from_config(cfg) -> DataSettings:
+    """The data settings of a composed config; generates the embedded corpus if needed."""
+    from tokentango.synthetic import ensure_sample_corpus
+
+    path = cfg.data.path
+    if path is None:
+        path = ensure_sample_corpus(cfg.paths.data_dir, cfg.data.sample_rows)
+    return DataSettings(
+        path=str(path), train_frac=cfg.train_frac, seed=cfg.data.seed,
+        val_frac=cfg.data.val_frac, test_frac=cfg.data.test_frac,
+        vocab_size=cfg.model.vocab_size, max_length=cfg.model.max_length,
+        chunk_rows=cfg.data.chunk_rows,
+    )  # fmt: skip
+
+
 def file_fingerprint(path: str | Path, sample_bytes: int = 1 << 22) -> str:
     """Size, mtime and the head and tail bytes: cheap even for several GB."""
     path = Path(path)

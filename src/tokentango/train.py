@@ -37,10 +37,9 @@ from tokentango.config import (
     new_run_name,
     validate,
 )
-from tokentango.data import DataSettings, batch_tensors, epoch_batches, load_dataset
+from tokentango.data import batch_tensors, epoch_batches, load_dataset, settings_from_config
 from tokentango.evaluate import autocast, evaluate_split, format_confusion
 from tokentango.model import build_model, compute_losses
-from tokentango.synthetic import ensure_sample_corpus
 
 log = logging.getLogger("tokentango.train")
 
@@ -61,18 +60,6 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("invalid config value device='cuda': no CUDA device is available")
     return torch.device(name)
-
-
-def data_settings(cfg: DictConfig) -> DataSettings:
-    path = cfg.data.path
-    if path is None:
-        path = ensure_sample_corpus(cfg.paths.data_dir, cfg.data.sample_rows)
-    return DataSettings(
-        path=str(path), train_frac=cfg.train_frac, seed=cfg.data.seed,
-        val_frac=cfg.data.val_frac, test_frac=cfg.data.test_frac,
-        vocab_size=cfg.model.vocab_size, max_length=cfg.model.max_length,
-        chunk_rows=cfg.data.chunk_rows,
-    )  # fmt: skip
 
 
 def write_text_atomically(path: Path, text: str) -> None:
@@ -138,7 +125,7 @@ def train(
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
     precision = str(cfg.trainer.precision)
-    data = load_dataset(data_settings(cfg), cfg.paths.data_dir)
+    data = load_dataset(settings_from_config(cfg), cfg.paths.data_dir)
     train_split, val_split = data.splits["train"], data.splits["val"]
     sizes = {k: data.stats[k] for k in ("train_rows", "val_rows", "test_rows", "vocab_size")}
     log.info("data: %s (%s)", sizes, "cache hit" if data.from_cache else "built")
