@@ -16,7 +16,7 @@ import time
 import torch
 from hydra.utils import instantiate
 
-from tests.conftest import compose_config
+from tokentango.config import compose_config
 from tokentango.data import batch_tensors, epoch_batches, load_dataset, settings_from_config
 from tokentango.evaluate import evaluate_split
 from tokentango.model import build_model, compute_losses

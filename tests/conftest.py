@@ -9,10 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
 
-from tokentango.config import CONF_DIR, PROJECT_ROOT
+from tokentango.config import PROJECT_ROOT, compose_config  # noqa: F401 (re-exported)
 
 SHARED_SAMPLE = PROJECT_ROOT.parent / "shared" / "data" / "news_sample.csv"
 
@@ -23,12 +21,6 @@ TINY = [
     "trainer.max_steps=12", "trainer.eval_every=4", "trainer.batch_size=16",
     "trainer.progress_bar=false",
 ]  # fmt: skip
-
-
-def compose_config(overrides: list[str] | None = None) -> DictConfig:
-    """The config `python -m tokentango.train <overrides>` would run with."""
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(config_name="config", overrides=overrides or [], return_hydra_config=False)
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ import json
 import os
 import random
 import sys
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -57,7 +58,8 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _write_atomically(path: Path, write) -> None:
+def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
+    """`write(tmp)` then rename onto `path`: readers see the old file or the new, whole."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         write(tmp)
@@ -88,9 +90,9 @@ def save_checkpoint(
         "state": state or {},
         "meta_json": json.dumps(meta),
     }
-    _write_atomically(path, lambda tmp: torch.save(payload, tmp))
+    write_atomically(path, lambda tmp: torch.save(payload, tmp))
     meta_text = json.dumps({**meta, "file": path.name}, indent=2)
-    _write_atomically(path.with_suffix(".json"), lambda tmp: tmp.write_text(meta_text))
+    write_atomically(path.with_suffix(".json"), lambda tmp: tmp.write_text(meta_text))
     return path
 
 

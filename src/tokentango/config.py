@@ -296,6 +296,15 @@ def parse_cli_config(schema: type, argv: list[str]) -> Any:
         raise ConfigError(f"invalid argument {key}: {reason}" if key else reason) from err
 
 
+def compose_config(overrides: list[str] | None = None) -> DictConfig:
+    """The config `python -m tokentango.train <overrides>` runs with (without the hydra node):
+    for notebooks, benchmarks and tests."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name="config", overrides=overrides or [])
+
+
 def _check(ok: bool, key: str, value: object, why: str) -> None:
     if not ok:
         raise ConfigError(f"invalid config value {key}={value!r}: {why}")

@@ -36,7 +36,9 @@ OVERRIDES_FILE = Path(".hydra") / "overrides.yaml"
 OK_STATUSES = ("completed", "early_stopped")
 
 # Per-run identity and bookkeeping: they never make two runs different experiments.
-IGNORED_KEYS = frozenset({"seed", "run_name", "checkpoint", "device", "trainer.progress_bar"})
+IGNORED_KEYS = frozenset(
+    {"seed", "run_name", "checkpoint", "checkpoint_dir", "device", "trainer.progress_bar"}
+)
 IGNORED_PREFIXES = ("paths.",)
 # A node's `_target_` or `name` names a choice (optimizer=sgd, model=original); the other keys
 # of that node that follow from the choice are shown as implied, not as separate settings.

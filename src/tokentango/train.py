@@ -63,9 +63,7 @@ def resolve_device(name: str) -> torch.device:
 
 
 def write_text_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    checkpoints.write_atomically(path, lambda tmp: tmp.write_text(text))
 
 
 def write_json(path: Path, obj: dict) -> None:
