@@ -51,11 +51,12 @@ def set_rng_state(state: dict[str, Any]) -> None:
     py_version, py_state, py_gauss = state["python"]
     random.setstate((py_version, tuple(py_state), py_gauss))
     np_kind, np_keys, np_pos, np_has_gauss, np_gauss = state["numpy"]
-    np.random.set_state((np_kind, np_keys.numpy().astype(np.uint32), np_pos, np_has_gauss,
-                         np_gauss))  # fmt: skip
-    torch.set_rng_state(state["torch"])
+    # RNG states are CPU tensors, whatever device the checkpoint was mapped to.
+    np.random.set_state((np_kind, np_keys.cpu().numpy().astype(np.uint32), np_pos,
+                         np_has_gauss, np_gauss))  # fmt: skip
+    torch.set_rng_state(state["torch"].cpu())
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
 def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
@@ -224,16 +225,25 @@ def list_checkpoints(*directories: str | Path) -> list[dict[str, Any]]:
     return sorted(metas, key=lambda m: (m["timestamp"], m.get("step") or 0), reverse=True)
 
 
-def _own(metas: list[dict[str, Any]], run_name: str | None) -> list[dict[str, Any]]:
-    return [m for m in metas if not m.get("legacy") and (run_name is None or
-            m.get("run_name") == run_name)]  # fmt: skip
+def _own(
+    metas: list[dict[str, Any]], run_name: str | None, run_dir: str | Path | None = None
+) -> list[dict[str, Any]]:
+    """The tokentango checkpoints of one run (by name and/or folder) in a listing."""
+    return [
+        m for m in metas
+        if not m.get("legacy")
+        and (run_name is None or m.get("run_name") == run_name)
+        and (run_dir is None or m.get("run_dir") == str(run_dir))
+    ]  # fmt: skip
 
 
-def latest_checkpoint(directory: str | Path, run_name: str | None = None) -> Path | None:
+def latest_checkpoint(
+    directory: str | Path, run_name: str | None = None, run_dir: str | Path | None = None
+) -> Path | None:
     """The newest tokentango checkpoint below `directory` (of one run, when named)."""
     if not Path(directory).is_dir():
         return None
-    metas = _own(list_checkpoints(directory), run_name)
+    metas = _own(list_checkpoints(directory), run_name, run_dir)
     return Path(max(metas, key=lambda m: (m["timestamp"], m["step"]))["path"]) if metas else None
 
 
@@ -245,8 +255,15 @@ def best_checkpoint(directory: str | Path, run_name: str | None = None) -> Path 
     return Path(max(metas, key=lambda m: (m["val_accuracy"], -m["step"]))["path"])
 
 
+def _remove(meta: dict[str, Any]) -> None:
+    path = Path(meta["path"])
+    path.with_suffix(".json").unlink(missing_ok=True)
+    path.unlink(missing_ok=True)
+
+
 def prune_checkpoints(directory: str | Path, keep_last: int, run_name: str | None = None) -> None:
-    """Keep a run's `keep_last` newest checkpoints and its best one; delete the rest."""
+    """Keep a run's `keep_last` newest checkpoints and its best one; delete its others.
+    Other runs' checkpoints in a shared folder are never touched."""
     metas = _own(list_checkpoints(directory), run_name)
     if not metas:
         return
@@ -255,9 +272,22 @@ def prune_checkpoints(directory: str | Path, keep_last: int, run_name: str | Non
     keep = {m["path"] for m in newest} | {best["path"]}
     for meta in metas:
         if meta["path"] not in keep:
+            _remove(meta)
+
+
+def set_aside_after(directory: str | Path, step: int, run_name: str) -> list[Path]:
+    """Rename a run's checkpoints later than `step` to `*.abandoned` (kept, never listed):
+    resuming from an earlier checkpoint starts a new branch, and the old branch's later
+    checkpoints must not be taken for its newest or best."""
+    moved = []
+    for meta in _own(list_checkpoints(directory), run_name):
+        if meta["step"] > step:
             path = Path(meta["path"])
-            path.with_suffix(".json").unlink(missing_ok=True)
-            path.unlink(missing_ok=True)
+            for part in (path.with_suffix(".json"), path):
+                if part.exists():
+                    part.rename(part.with_name(part.name + ".abandoned"))
+            moved.append(path)
+    return moved
 
 
 def find_checkpoint(spec: str, search_dir: str | Path) -> Path:

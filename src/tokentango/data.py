@@ -253,7 +253,8 @@ def _build(settings: DataSettings, out_dir: Path) -> None:
     (out_dir / "meta.json").write_text(json.dumps(stats, indent=2))
 
 
-def _load(cache_dir: Path, from_cache: bool) -> Dataset:
+def load_cache_dir(cache_dir: Path, from_cache: bool = True) -> Dataset:
+    """A built cache folder as a Dataset (no CSV needed)."""
     tokenizer = Tokenizer.from_file(str(cache_dir / "tokenizer.json"))
     splits = {
         name: Split(
@@ -276,10 +277,10 @@ def load_dataset(settings: DataSettings, data_dir: str | Path) -> Dataset:
     cache_root.mkdir(parents=True, exist_ok=True)
     cache_dir = cache_root / cache_key(settings)
     if (cache_dir / "meta.json").exists():
-        return _load(cache_dir, from_cache=True)
+        return load_cache_dir(cache_dir, from_cache=True)
     with FileLock(str(cache_dir) + ".lock"):
         if (cache_dir / "meta.json").exists():  # another job built it while we waited
-            return _load(cache_dir, from_cache=True)
+            return load_cache_dir(cache_dir, from_cache=True)
         log.info("preprocessing %s into %s", path, cache_dir)
         shutil.rmtree(cache_dir, ignore_errors=True)  # never complete without meta.json
         tmp = cache_root / f".{cache_dir.name}.tmp{os.getpid()}"
@@ -290,7 +291,7 @@ def load_dataset(settings: DataSettings, data_dir: str | Path) -> Dataset:
             os.replace(tmp, cache_dir)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-    return _load(cache_dir, from_cache=False)
+    return load_cache_dir(cache_dir, from_cache=False)
 
 
 def batch_tensors(

@@ -112,22 +112,32 @@ def evaluate_checkpoint(cfg: EvaluateConf, path: Path) -> dict:
     from omegaconf import OmegaConf
 
     from tokentango.checkpoints import restore_model
-    from tokentango.data import load_dataset, settings_from_config
+    from tokentango.data import load_cache_dir, load_dataset, settings_from_config
+    from tokentango.train import resolve_device
 
     if cfg.split not in SPLITS:
         raise ConfigError(f"invalid argument split={cfg.split!r}: one of {', '.join(SPLITS)}")
     if not 0.0 < cfg.fraction <= 1.0:
         raise ConfigError(f"invalid argument fraction={cfg.fraction}: must be in (0, 1]")
-    model, meta, _ = restore_model(path, cfg.device)
+    if cfg.batch_size < 1:
+        raise ConfigError(f"invalid argument batch_size={cfg.batch_size}: must be >= 1")
+    device = resolve_device(cfg.device)
+    model, meta, _ = restore_model(path, device)
     run_cfg = OmegaConf.create(meta["config"])
     if cfg.data_dir is not None:
         run_cfg.paths.data_dir = cfg.data_dir
-    split = load_dataset(settings_from_config(run_cfg), run_cfg.paths.data_dir).splits[cfg.split]
+    # The run's own cache when it is still there: no CSV needed; else rebuilt from the CSV.
+    cache = Path(run_cfg.paths.data_dir) / "cache" / meta.get("data_cache", "-")
+    dataset = (
+        load_cache_dir(cache) if (cache / "meta.json").is_file()
+        else load_dataset(settings_from_config(run_cfg), run_cfg.paths.data_dir)
+    )  # fmt: skip
+    split = dataset.splits[cfg.split]
     if cfg.fraction < 1.0:
         rng = np.random.default_rng(cfg.seed)
         rows = np.sort(rng.permutation(len(split))[: max(1, round(cfg.fraction * len(split)))])
         split = Split(split.ids[rows], split.lengths[rows], split.labels[rows])
-    probs = predict(model, split, cfg.batch_size, torch.device(cfg.device),
+    probs = predict(model, split, cfg.batch_size, device,
                     mask_prob=cfg.mask_prob if cfg.use_masked_tokens else None,
                     seed=cfg.seed)  # fmt: skip
     metrics = classification_metrics(split.labels.astype(int), (probs >= 0.5).astype(int))

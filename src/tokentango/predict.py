@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 from tokentango.checkpoints import CheckpointError, find_checkpoint, restore_model
 from tokentango.config import PROJECT_ROOT, ConfigError, parse_cli_config
@@ -58,10 +57,15 @@ def predict_texts(
     checkpoint: str | Path, texts: list[str], batch_size: int = 64, device: str = "cpu"
 ) -> list[dict]:
     """[{label, p_fake}] per text."""
-    model, _, tokenizer = restore_model(checkpoint, device)
+    from tokentango.train import resolve_device
+
+    if batch_size < 1:
+        raise ConfigError(f"invalid argument batch_size={batch_size}: must be >= 1")
+    target = resolve_device(device)
+    model, _, tokenizer = restore_model(checkpoint, target)
     ids, lengths = encode(tokenizer, texts)
     split = Split(ids=ids, lengths=np.maximum(lengths, 1), labels=np.zeros(len(texts), np.int8))
-    probs = predict(model, split, batch_size, torch.device(device))
+    probs = predict(model, split, batch_size, target)
     return [{"label": LABEL_NAMES[int(p >= 0.5)], "p_fake": round(float(p), 4)} for p in probs]
 
 

@@ -55,10 +55,14 @@ def seed_everything(seed: int) -> None:
 
 
 def resolve_device(name: str) -> torch.device:
+    """auto | cpu | cuda[:N] as a torch device; ConfigError for anything else or absent."""
+    name = str(name)
+    if name not in ("auto", "cpu") and not re.fullmatch(r"cuda(:\d+)?", name):
+        raise ConfigError(f"invalid config value device={name!r}: use auto, cpu or cuda")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("invalid config value device='cuda': no CUDA device is available")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"invalid config value device={name!r}: no CUDA device is available")
     return torch.device(name)
 
 
@@ -111,8 +115,14 @@ def keep_metrics_up_to(path: Path, step: int) -> None:
     """Drop metrics lines after `step`: a resumed run rewrites them exactly."""
     if not path.exists():
         return
-    lines = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["step"] <= step]
-    write_text_atomically(path, "".join(f"{ln}\n" for ln in lines))
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line)["step"] <= step:
+                kept.append(line)
+        except (json.JSONDecodeError, KeyError, TypeError):
+            continue  # a line torn by a kill mid-write
+    write_text_atomically(path, "".join(f"{ln}\n" for ln in kept))
 
 
 def train(
@@ -134,12 +144,21 @@ def train(
     log.info("model %s: %.2fM parameters on %s (%s)", cfg.model.name, n_params / 1e6, device,
              precision)  # fmt: skip
 
+    ckpt_dir = Path(cfg.checkpoint_dir) if cfg.checkpoint_dir else run_dir / CHECKPOINT_DIR
     state = LoopState()
     if resume_from is not None:
         meta = checkpoints.load_checkpoint(model, resume_from, optimizer, map_location=device)
+        if meta["state"].get("tokenizer") != data.tokenizer.to_str():
+            raise checkpoints.CheckpointError(
+                f"{resume_from} was trained on other token ids than the data gives now "
+                f"({data.cache_dir.name}): the data file or its preprocessing changed"
+            )
         state = LoopState(**meta["loop"])
         checkpoints.set_rng_state(meta["state"]["rng"])
-        log.info("resumed from %s at step %d", resume_from, state.step)
+        abandoned = checkpoints.set_aside_after(ckpt_dir, state.step, run_name)
+        log.info("resumed from %s at step %d%s", resume_from, state.step,
+                 f"; {len(abandoned)} later checkpoints renamed *.abandoned" if abandoned
+                 else "")  # fmt: skip
     keep_metrics_up_to(run_dir / METRICS_FILE, state.step)
 
     t = cfg.trainer
@@ -147,7 +166,6 @@ def train(
     total_steps = batches_per_epoch * t.epochs
     if t.max_steps is not None:
         total_steps = min(total_steps, t.max_steps)
-    ckpt_dir = Path(cfg.checkpoint_dir) if cfg.checkpoint_dir else run_dir / CHECKPOINT_DIR
     resolved = OmegaConf.to_container(cfg, resolve=True)
     tokenizer_json = data.tokenizer.to_str()
     show_bar = t.progress_bar if t.progress_bar is not None else sys.stderr.isatty()
@@ -177,10 +195,11 @@ def train(
                 "optimizer": optimizer_name(cfg), "use_mlm": cfg.use_mlm,
                 "cls_losses": state.cls_losses, "mlm_losses": state.mlm_losses,
                 "loop": state.resumable(), "config": resolved,
+                "data_cache": data.cache_dir.name,
             },
             state={"rng": checkpoints.rng_state(), "tokenizer": tokenizer_json},
         )  # fmt: skip
-        checkpoints.prune_checkpoints(ckpt_dir, t.keep_last)
+        checkpoints.prune_checkpoints(ckpt_dir, t.keep_last, run_name)
         state.cls_losses, state.mlm_losses = [], []
         bar.set_postfix(loss=f"{record['cls_loss']:.3f}", val_acc=f"{val['accuracy']:.3f}")
         mlm = f" mlm_loss {record['mlm_loss']:.4f}" if record["mlm_loss"] is not None else ""
@@ -251,6 +270,7 @@ def train(
         "device": str(device),
         "precision": precision,
         "parameters": n_params,
+        "config": resolved,
     }
     write_json(run_dir / RESULTS_FILE, results)
     return results
@@ -297,10 +317,21 @@ def resume_config(cfg: DictConfig, meta: dict, task_overrides: list[str]) -> Dic
     """The config a checkpoint was trained with, plus the few runtime keys the command
     line set explicitly (to extend training or move it to another device)."""
     resumed = OmegaConf.merge(OmegaConf.structured(Config), meta["config"])
-    given = {o.split("=", 1)[0].lstrip("+") for o in task_overrides}
+    given = {o.split("=", 1)[0].lstrip("+~") for o in task_overrides}
     for key in RESUME_MAY_CHANGE:
         if key in given:
             OmegaConf.update(resumed, key, OmegaConf.select(cfg, key), merge=False)
+    ignored = sorted(given - set(RESUME_MAY_CHANGE) - {"checkpoint", "checkpoint_dir"})
+    if ignored:
+        log.warning(
+            "resuming %s with its own config: ignored %s (only %s may change)",
+            meta["run_name"],
+            ", ".join(ignored),
+            ", ".join(RESUME_MAY_CHANGE),
+        )
+    if meta["loop"].get("status") == "early_stopped":
+        log.warning("%s stopped early at step %d: there is nothing to extend",
+                    meta["run_name"], meta["step"])  # fmt: skip
     resumed.checkpoint = cfg.checkpoint
     return resumed
 
@@ -312,6 +343,30 @@ def previous_results(run_dir: Path) -> dict | None:
         return None
 
 
+def keep_own_hydra_config(run_dir: Path, own_config: dict | None) -> None:
+    """A sweep rerun into existing job folders: Hydra has just rewritten `.hydra/` with the
+    rerun's config; move that to `.hydra/resumed_<time>/` and put back the config the run
+    really has, so the report groups it by what it ran."""
+    hydra_dir = run_dir / ".hydra"
+    if own_config is None or not (hydra_dir / "config.yaml").exists():
+        return
+    aside = hydra_dir / f"resumed_{time.strftime('%Y-%m-%d_%H-%M-%S')}"
+    aside.mkdir(exist_ok=True)
+    for name in ("config.yaml", "overrides.yaml", "hydra.yaml"):
+        if (hydra_dir / name).exists():
+            shutil.copy2(hydra_dir / name, aside / name)
+    write_text_atomically(hydra_dir / "config.yaml", OmegaConf.to_yaml(own_config))
+
+
+def record_failure(run_dir: Path, previous: dict | None, failure: dict) -> None:
+    """results.json says failed, unless it holds a finished run's figures (a failed attempt
+    to extend it): those are kept and the failure goes beside them."""
+    path = run_dir / RESULTS_FILE
+    if previous and previous.get("status") in DONE:
+        path = run_dir / f"results.failed-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    write_json(path, failure)
+
+
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
@@ -320,21 +375,28 @@ def main(cfg: DictConfig) -> float | None:
         validate(cfg)
         resolve_device(cfg.device)
         previous = previous_results(run_dir)
-        if cfg.checkpoint == "train" and previous and previous.get("status") in DONE:
-            # A rerun of a sweep into its own folder: this job is already done.
+        # cli() turns checkpoint=latest|PATH into a file of the run it resumes, and points
+        # Hydra at that run's folder; otherwise the folder may already hold this job
+        # (a sweep rerun into its own folder): done, or resumable from its newest checkpoint.
+        rerun = cfg.checkpoint == "train"
+        if rerun and previous and previous.get("status") in DONE:
+            keep_own_hydra_config(run_dir, previous.get("config"))
             print(f"{run_dir.name}: already {previous['status']}, skipped")
             return previous.get("test_accuracy")
-        # cli() turns checkpoint=latest|PATH into a file of the run it resumes; a sweep job
-        # rerun into its folder resumes from its own newest checkpoint.
+        ckpt_dir = cfg.checkpoint_dir or run_dir / CHECKPOINT_DIR
         resume_from = (
-            Path(cfg.checkpoint) if cfg.checkpoint != "train"
-            else checkpoints.latest_checkpoint(cfg.checkpoint_dir or run_dir / CHECKPOINT_DIR)
+            # In a shared checkpoint_dir, only this folder's own checkpoints count.
+            checkpoints.latest_checkpoint(ckpt_dir, run_dir=run_dir if cfg.checkpoint_dir else None)
+            if rerun
+            else Path(cfg.checkpoint)
         )  # fmt: skip
         run_name = pick_run_name(cfg, run_dir, hydra_cfg.mode)
         if resume_from is not None:
             meta = checkpoints.read_metadata(resume_from, require_resumable=True)
             cfg = resume_config(cfg, meta, list(hydra_cfg.overrides.task))
             run_name = meta["run_name"]
+            if rerun:
+                keep_own_hydra_config(run_dir, meta["config"])
     except (ConfigError, checkpoints.CheckpointError) as err:
         # Nothing was trained: leave no half-made run folder behind.
         _remove_empty_run_dir(run_dir)
@@ -346,7 +408,7 @@ def main(cfg: DictConfig) -> float | None:
         results = train(cfg, run_dir, run_name, resume_from)
     except Exception as err:
         # Record the failure where the report looks, then let Hydra go on with the sweep.
-        write_json(run_dir / RESULTS_FILE, {
+        record_failure(run_dir, previous, {
             "status": "failed", "run_name": run_name, "error": f"{type(err).__name__}: {err}",
             "traceback": traceback.format_exc(), "optimizer": optimizer_name(cfg),
             "use_mlm": cfg.use_mlm, "seed": cfg.seed, "train_frac": cfg.train_frac,
@@ -370,6 +432,21 @@ def _quote(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+def run_folder_of(checkpoint: Path, meta: dict) -> Path:
+    """The run folder a checkpoint resumes into: the one it sits in (a copied or moved run
+    folder still works), else the folder it recorded."""
+    here = checkpoint.resolve().parent.parent
+    if checkpoint.resolve().parent.name == CHECKPOINT_DIR and (here / ".hydra").is_dir():
+        return here
+    recorded = Path(meta.get("run_dir", ""))
+    if meta.get("run_dir") and recorded.is_dir():
+        return recorded
+    raise checkpoints.CheckpointError(
+        f"{checkpoint}: its run folder {meta.get('run_dir')} is gone; put the checkpoint back "
+        "in <run folder>/checkpoints/ to resume it"
+    )
+
+
 def prepare_argv(argv: list[str], environ: dict[str, str]) -> list[str]:
     """The original's environment variables as defaults, and checkpoint=latest|PATH turned
     into the checkpoint file plus the folder of the run it resumes."""
@@ -386,10 +463,11 @@ def prepare_argv(argv: list[str], environ: dict[str, str]) -> list[str]:
     search = given.get("checkpoint_dir") or given.get("paths.experiments_dir")
     path = checkpoints.find_checkpoint(spec, search or PROJECT_ROOT / "experiments")
     meta = checkpoints.read_metadata(path, require_resumable=True)
+    run_dir = run_folder_of(path, meta)
     stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
     argv = [a for a in argv if not a.lstrip("+").startswith("checkpoint=")]
     return [
-        *argv, f"checkpoint={_quote(str(path))}", f"hydra.run.dir={_quote(meta['run_dir'])}",
+        *argv, f"checkpoint={_quote(str(path))}", f"hydra.run.dir={_quote(str(run_dir))}",
         f"hydra.output_subdir={_quote(f'.hydra/resumed_{stamp}')}",
     ]  # fmt: skip
 
