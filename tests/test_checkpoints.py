@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from tests.conftest import TINY, compose_config, read_metrics, read_results, run_cli
 from tokentango import checkpoints, evaluate, predict
@@ -289,11 +290,18 @@ def test_sweep_rerun_skips_completed_and_resumes_interrupted(
     lines = (interrupted / "metrics.jsonl").read_text().splitlines()
     (interrupted / "metrics.jsonl").write_text("\n".join(lines[:2]) + "\n")
 
-    proc = run_cli("tokentango.train", *command)
+    # The rerun adds a setting that folder names leave out (it is the same for every job).
+    proc = run_cli("tokentango.train", *command, "trainer.keep_last=7")
     assert "already completed, skipped" in proc.stdout
     assert (done / "results.json").read_text() == done_results
     assert read_results(interrupted)["status"] == "completed"
     assert metric_values(interrupted) == expected
+    # Each job folder's .hydra/config.yaml still says what the job ran; the rerun's own
+    # Hydra files are kept aside.
+    for job in (done, interrupted):
+        assert OmegaConf.load(job / ".hydra" / "config.yaml").trainer.keep_last == 3
+        (aside,) = (job / ".hydra").glob("resumed_*")
+        assert OmegaConf.load(aside / "config.yaml").trainer.keep_last == 7
 
 
 def test_latest_in_an_empty_folder_is_a_clear_error(tmp_path: Path) -> None:
