@@ -142,7 +142,13 @@ def load_checkpoint(
 ) -> dict[str, Any]:  # fmt: skip
     """Load weights (and optimizer state when given) into place; returns the metadata."""
     path = Path(path)
-    payload = read_payload(path, map_location)
+    return _load_payload(model, path, read_payload(path, map_location), optimizer)
+
+
+def _load_payload(
+    model: torch.nn.Module, path: Path, payload: dict[str, Any],
+    optimizer: torch.optim.Optimizer | None = None,
+) -> dict[str, Any]:  # fmt: skip
     legacy = "model" not in payload
     weights = payload["model_state_dict"] if legacy else payload["model"]
     own = model.state_dict()
@@ -247,12 +253,15 @@ def latest_checkpoint(
     return Path(max(metas, key=lambda m: (m["timestamp"], m["step"]))["path"]) if metas else None
 
 
+def _best(metas: list[dict[str, Any]]) -> dict[str, Any]:
+    """The best validation accuracy; the earliest step among equals."""
+    return max(metas, key=lambda m: (m["val_accuracy"], -m["step"]))
+
+
 def best_checkpoint(directory: str | Path, run_name: str | None = None) -> Path | None:
     """The checkpoint with the best validation accuracy (the earliest among equals)."""
     metas = _own(list_checkpoints(directory), run_name)
-    if not metas:
-        return None
-    return Path(max(metas, key=lambda m: (m["val_accuracy"], -m["step"]))["path"])
+    return Path(_best(metas)["path"]) if metas else None
 
 
 def _remove(meta: dict[str, Any]) -> None:
@@ -268,8 +277,7 @@ def prune_checkpoints(directory: str | Path, keep_last: int, run_name: str | Non
     if not metas:
         return
     newest = sorted(metas, key=lambda m: m["step"], reverse=True)[:keep_last]
-    best = max(metas, key=lambda m: (m["val_accuracy"], -m["step"]))
-    keep = {m["path"] for m in newest} | {best["path"]}
+    keep = {m["path"] for m in newest} | {_best(metas)["path"]}
     for meta in metas:
         if meta["path"] not in keep:
             _remove(meta)
@@ -331,7 +339,7 @@ def restore_model(path: str | Path, device: str | torch.device = "cpu"):
     meta = json.loads(payload["meta_json"])
     model_cfg = OmegaConf.create(meta["config"]["model"])
     model = build_model(model_cfg, tokenizer.get_vocab_size())
-    load_checkpoint(model, path, map_location="cpu")
+    _load_payload(model, path, payload)
     return model.to(device).eval(), meta, tokenizer
 
 

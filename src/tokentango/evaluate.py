@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import sys
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,6 +17,18 @@ from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_f
 from tokentango.config import ConfigError
 from tokentango.data import LABEL_NAMES, SPLITS, Split, batch_tensors
 from tokentango.model import BertClassifier, mask_tokens
+
+
+def resolve_device(name: str) -> torch.device:
+    """auto | cpu | cuda[:N] as a torch device; ConfigError for anything else or absent."""
+    name = str(name)
+    if name not in ("auto", "cpu") and not re.fullmatch(r"cuda(:\d+)?", name):
+        raise ConfigError(f"invalid config value device={name!r}: use auto, cpu or cuda")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"invalid config value device={name!r}: no CUDA device is available")
+    return torch.device(name)
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
@@ -113,7 +126,6 @@ def evaluate_checkpoint(cfg: EvaluateConf, path: Path) -> dict:
 
     from tokentango.checkpoints import restore_model
     from tokentango.data import load_cache_dir, load_dataset, settings_from_config
-    from tokentango.train import resolve_device
 
     if cfg.split not in SPLITS:
         raise ConfigError(f"invalid argument split={cfg.split!r}: one of {', '.join(SPLITS)}")

@@ -17,7 +17,7 @@ import pandas as pd
 from tokentango.checkpoints import CheckpointError, find_checkpoint, restore_model
 from tokentango.config import PROJECT_ROOT, ConfigError, parse_cli_config
 from tokentango.data import LABEL_NAMES, Split, encode
-from tokentango.evaluate import predict
+from tokentango.evaluate import predict, resolve_device
 
 
 @dataclass
@@ -57,8 +57,6 @@ def predict_texts(
     checkpoint: str | Path, texts: list[str], batch_size: int = 64, device: str = "cpu"
 ) -> list[dict]:
     """[{label, p_fake}] per text."""
-    from tokentango.train import resolve_device
-
     if batch_size < 1:
         raise ConfigError(f"invalid argument batch_size={batch_size}: must be >= 1")
     target = resolve_device(device)

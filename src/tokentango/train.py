@@ -38,7 +38,7 @@ from tokentango.config import (
     validate,
 )
 from tokentango.data import batch_tensors, epoch_batches, load_dataset, settings_from_config
-from tokentango.evaluate import autocast, evaluate_split, format_confusion
+from tokentango.evaluate import autocast, evaluate_split, format_confusion, resolve_device
 from tokentango.model import build_model, compute_losses
 
 log = logging.getLogger("tokentango.train")
@@ -52,18 +52,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def resolve_device(name: str) -> torch.device:
-    """auto | cpu | cuda[:N] as a torch device; ConfigError for anything else or absent."""
-    name = str(name)
-    if name not in ("auto", "cpu") and not re.fullmatch(r"cuda(:\d+)?", name):
-        raise ConfigError(f"invalid config value device={name!r}: use auto, cpu or cuda")
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"invalid config value device={name!r}: no CUDA device is available")
-    return torch.device(name)
 
 
 def write_text_atomically(path: Path, text: str) -> None:
@@ -145,10 +133,11 @@ def train(
              precision)  # fmt: skip
 
     ckpt_dir = Path(cfg.checkpoint_dir) if cfg.checkpoint_dir else run_dir / CHECKPOINT_DIR
+    tokenizer_json = data.tokenizer.to_str()  # saved in every checkpoint
     state = LoopState()
     if resume_from is not None:
         meta = checkpoints.load_checkpoint(model, resume_from, optimizer, map_location=device)
-        if meta["state"].get("tokenizer") != data.tokenizer.to_str():
+        if meta["state"].get("tokenizer") != tokenizer_json:
             raise checkpoints.CheckpointError(
                 f"{resume_from} was trained on other token ids than the data gives now "
                 f"({data.cache_dir.name}): the data file or its preprocessing changed"
@@ -167,7 +156,6 @@ def train(
     if t.max_steps is not None:
         total_steps = min(total_steps, t.max_steps)
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    tokenizer_json = data.tokenizer.to_str()
     show_bar = t.progress_bar if t.progress_bar is not None else sys.stderr.isatty()
     bar = tqdm(total=total_steps, initial=state.step, disable=not show_bar, desc=run_name,
                dynamic_ncols=True)  # fmt: skip
