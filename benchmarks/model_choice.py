@@ -11,51 +11,44 @@ one after the other, so the ratio between presets is what to read, not the absol
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
-
-import torch
-from hydra.utils import instantiate
+from pathlib import Path
 
 from tokentango.config import compose_config
-from tokentango.data import batch_tensors, epoch_batches, load_dataset, settings_from_config
 from tokentango.evaluate import evaluate_split
-from tokentango.model import build_model, compute_losses
-from tokentango.train import seed_everything
+from tokentango.loop import advance, next_batch, set_up, train_step
 
 
 def run(preset: str, use_mlm: bool, seconds: float, eval_every: int, overrides: list[str]) -> dict:
+    """`seconds` of training steps of one preset, exactly as a run takes them (the loop's
+    own set-up, batches and step: precision, clipping and all)."""
     cfg = compose_config([f"model={preset}", f"use_mlm={use_mlm}", *overrides])
-    seed_everything(cfg.seed)
-    data = load_dataset(settings_from_config(cfg), cfg.paths.data_dir)
-    model = build_model(cfg.model, data.vocab_size)
-    optimizer = instantiate(cfg.optimizer, params=model.parameters(), _convert_="all")
-    train, val = data.splits["train"], data.splits["val"]
-    step, samples, spent, curve, epoch = 0, 0, 0.0, [], 0
-    while spent < seconds:
-        for index in epoch_batches(train.lengths, cfg.trainer.batch_size, cfg.seed, epoch):
-            ids, labels = batch_tensors(train, index)
-            started = time.perf_counter()
-            losses = compute_losses(model, ids, labels, cfg.use_mlm, cfg.objective.mask_prob,
-                                    cfg.objective.mlm_weight)  # fmt: skip
-            optimizer.zero_grad()
-            losses.total.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            spent += time.perf_counter() - started
-            step, samples = step + 1, samples + len(index)
-            if step % eval_every == 0:
-                acc = evaluate_split(model, val, 256, torch.device("cpu"))["accuracy"]
-                curve.append((step, round(spent), acc))
-                print(f"  {preset:9s} mlm={use_mlm!s:5s} step {step:5d}  {spent:6.0f}s  "
-                      f"val_accuracy {acc:.4f}", flush=True)  # fmt: skip
-            if spent >= seconds:
-                break
-        epoch += 1
-    final = evaluate_split(model, val, 256, torch.device("cpu"))["accuracy"]
-    n_params = sum(p.numel() for p in model.parameters())
-    return {"preset": preset, "use_mlm": use_mlm, "params": n_params,
-            "steps": step, "samples_per_s": samples / spent, "val_accuracy": final,
-            "best_val_accuracy": max([final] + [c[2] for c in curve])}  # fmt: skip
+    with tempfile.TemporaryDirectory() as run_dir:
+        training = set_up(cfg, Path(run_dir), f"benchmark-{preset}")
+    model, state, val = training.model, training.state, training.data.splits["val"]
+    curve = []
+
+    def val_accuracy() -> float:
+        return evaluate_split(model, val, cfg.runtime.eval_batch_size, training.device,
+                              cfg.runtime.precision)["accuracy"]  # fmt: skip
+
+    model.train()
+    while state.step_seconds < seconds:
+        ids, labels = next_batch(training)
+        started = time.perf_counter()
+        losses = train_step(model, training.optimizer, ids, labels, cfg, training.device)
+        advance(training, losses, len(labels), time.perf_counter() - started)
+        if state.step % eval_every == 0:
+            acc = val_accuracy()
+            curve.append(acc)
+            print(f"  {preset:9s} mlm={use_mlm!s:5s} step {state.step:5d}  "
+                  f"{state.step_seconds:6.0f}s  val_accuracy {acc:.4f}", flush=True)  # fmt: skip
+    final = val_accuracy()
+    return {"preset": preset, "use_mlm": use_mlm,
+            "params": sum(p.numel() for p in model.parameters()), "steps": state.step,
+            "samples_per_s": state.samples / state.step_seconds, "val_accuracy": final,
+            "best_val_accuracy": max([final, *curve])}  # fmt: skip
 
 
 def main() -> None:

@@ -10,13 +10,12 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from scipy import stats
 
-from tests.conftest import TINY, run_cli
+from tests.conftest import compose, run_cli
 from tokentango import report
-from tokentango.config import CONF_DIR
+from tokentango.cli import report as report_cli
 
 FILES = {"report.md", "report.csv", "val_accuracy.png", "test_accuracy.png", "losses.png"}
 
@@ -26,12 +25,13 @@ BASE: dict[str, Any] = {
     "objective": {"mask_prob": 0.15, "mlm_weight": 1.0},
     "data": {"name": "sample", "path": None, "sample_rows": 16000, "seed": 1234},
     "model": {"name": "small", "d_model": 64, "n_layers": 2},
-    "trainer": {"batch_size": 32, "max_steps": 500, "eval_every": 50, "progress_bar": False,
+    "trainer": {"batch_size": 32, "max_steps": 500, "eval_every": 50,
                 "early_stopping": {"threshold": 0.8, "patience": 3}},
-    # Hydra leaves these unresolved in .hydra/config.yaml; one even names an unknown resolver.
-    "paths": {"root": "/somewhere", "data_dir": "${paths.root}/data",
-              "experiments_dir": "${paths.root}/experiments"},
-    "seed": 42, "use_mlm": True, "train_frac": 1.0, "device": "auto",
+    # Hydra leaves interpolations unresolved in .hydra/config.yaml; one even names a
+    # resolver the report does not know.
+    "runtime": {"device": "auto", "progress_bar": False, "data_dir": "/somewhere/data",
+                "experiments_dir": "${runtime.data_dir}/../experiments"},
+    "seed": 42, "use_mlm": True, "train_frac": 1.0,
     "run_name": "${no_such_resolver:x}", "checkpoint": "train",
 }  # fmt: skip
 
@@ -243,7 +243,7 @@ def test_sweeps_combine_and_only_seeds_varying_makes_one_group(tmp_path: Path, c
         make_run(first, f"0_seed={seed}", seed=seed, acc=acc)
     make_run(second, "0_seed=123", seed=123, acc=0.85)
     out = tmp_path / "out"
-    assert report.main([str(first), str(tmp_path / "later"), "--out", str(out)]) == 0
+    assert report_cli.main([str(first), str(tmp_path / "later"), "--out", str(out)]) == 0
     assert {p.name for p in out.iterdir()} == FILES
     groups, summary, comparisons = summary_for([first, second])
     assert len(groups) == 1 and groups[0].label == "all runs" and comparisons.empty
@@ -261,7 +261,7 @@ def test_failed_and_unfinished_runs_are_listed(ablation: Path, capsys) -> None:
     with (unfinished / "metrics.jsonl").open("a") as f:
         f.write('{"step": 150, "val_acc')  # killed mid-write
     make_run(ablation, "8_no_metrics", seed=9, use_mlm=False, acc=0.5, metrics=[])
-    assert report.main([str(ablation)]) == 0
+    assert report_cli.main([str(ablation)]) == 0
     text = capsys.readouterr().out
     assert "| sweep/6_failed | use_mlm=true | failed | RuntimeError: boom |" in text
     unfinished_row = "unfinished | no results.json (last evaluation at step 100) |"
@@ -279,7 +279,7 @@ def test_failed_and_unfinished_runs_are_listed(ablation: Path, capsys) -> None:
 
 
 def test_report_files_and_markdown(ablation: Path, capsys) -> None:
-    assert report.main([str(ablation), "--target", "0.9"]) == 0
+    assert report_cli.main([str(ablation), "--target", "0.9"]) == 0
     assert {p.name for p in ablation.iterdir()} >= FILES
     md = (ablation / "report.md").read_text()
     assert md.startswith("# Sweep report") and f"`{ablation}`" in md
@@ -300,11 +300,11 @@ def test_metric_option_summarizes_another_field(ablation: Path, capsys) -> None:
     _, summary, comparisons = summary_for(ablation, metric="test_f1")
     assert "test_f1_max" in summary and "test_accuracy_mean" in summary
     assert comparisons.iloc[0]["metric"] == "test_f1"
-    assert report.main([str(ablation), "--metric", "test_f1"]) == 0
+    assert report_cli.main([str(ablation), "--metric", "test_f1"]) == 0
     assert "test_f1 mean" in capsys.readouterr().out
     for f in FILES:
         (ablation / f).unlink()
-    assert report.main([str(ablation), "--metric", "no_such_field"]) == 2
+    assert report_cli.main([str(ablation), "--metric", "no_such_field"]) == 2
     assert "no_such_field" in capsys.readouterr().err
     assert not FILES & {p.name for p in ablation.iterdir()}
 
@@ -312,10 +312,10 @@ def test_metric_option_summarizes_another_field(ablation: Path, capsys) -> None:
 def test_bad_folders_exit_2_and_write_nothing(tmp_path: Path, capsys) -> None:
     missing, empty, out = tmp_path / "missing", tmp_path / "empty", tmp_path / "out"
     (empty / "sub").mkdir(parents=True)
-    assert report.main([str(missing), "--out", str(out)]) == 2
+    assert report_cli.main([str(missing), "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and str(missing) in err and "no such folder" in err
-    assert report.main([str(empty)]) == 2
+    assert report_cli.main([str(empty)]) == 2
     err = capsys.readouterr().err
     assert str(empty) in err and "no run folders" in err
     assert not out.exists() and [p.name for p in empty.iterdir()] == ["sub"]
@@ -324,9 +324,24 @@ def test_bad_folders_exit_2_and_write_nothing(tmp_path: Path, capsys) -> None:
 def test_flatten_keeps_unresolvable_interpolations(tmp_path: Path) -> None:
     run = make_run(tmp_path, "r", seed=1)
     flat = report.read_run(run).config
-    assert flat["paths.data_dir"] == "/somewhere/data"  # resolvable: resolved
+    assert flat["runtime.experiments_dir"] == "/somewhere/data/../experiments"  # resolved
     assert flat["run_name"] == "${no_such_resolver:x}"  # not resolvable: raw text
     assert flat["optimizer.betas"] == (0.9, 0.999) and flat["data.path"] is None
+
+
+def test_runs_of_an_earlier_layout_group_with_todays(tmp_path: Path) -> None:
+    """Run folders written before `runtime` existed (device, paths.*, trainer.progress_bar,
+    model.max_length) group with today's: their runtime keys are ignored either way."""
+    make_run(tmp_path, "new", seed=1, acc=0.8)
+    old = make_run(tmp_path, "old", seed=2, acc=0.9)
+    cfg = OmegaConf.to_container(OmegaConf.load(old / ".hydra" / "config.yaml"))
+    del cfg["runtime"]
+    cfg |= {"device": "cpu", "checkpoint_dir": None,
+            "paths": {"root": "/x", "data_dir": "${paths.root}/data"}}  # fmt: skip
+    cfg["trainer"]["progress_bar"] = True
+    OmegaConf.save(OmegaConf.create(cfg), old / ".hydra" / "config.yaml")
+    groups, summary, _ = summary_for(tmp_path)
+    assert [g.label for g in groups] == ["all runs"] and summary.loc[0, "runs"] == "2 of 2"
 
 
 def test_markdown_table() -> None:
@@ -342,12 +357,9 @@ def test_markdown_table() -> None:
                                                  "adam,adamw,sgd")],
 )  # fmt: skip
 def test_named_studies_compose(experiment: str, swept: str, values: str) -> None:
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=[f"+experiment={experiment}"],
-                      return_hydra_config=True)  # fmt: skip
-        changed = compose("config", overrides=[f"+experiment={experiment}", "optimizer=sgd",
-                                               "trainer.max_steps=7", "optimizer.lr=0.05"],
-                          return_hydra_config=True)  # fmt: skip
+    cfg = compose(f"+experiment={experiment}", with_hydra=True)
+    changed = compose(f"+experiment={experiment}", "optimizer=sgd", "trainer.max_steps=7",
+                      "optimizer.lr=0.05", with_hydra=True)  # fmt: skip
     params = cfg.hydra.sweeper.params
     assert params[swept] == values and params["seed"] == "42,69,123"
     assert cfg.hydra.sweep.dir.endswith(f"_{experiment}")
@@ -357,14 +369,9 @@ def test_named_studies_compose(experiment: str, swept: str, values: str) -> None
     assert changed.optimizer._target_ == "torch.optim.SGD"
 
 
-def test_real_small_sweep_gives_a_full_report(tmp_path: Path, data_dir: Path) -> None:
-    sweep = tmp_path / "sweep"
-    # TINY with 4 steps and 2 evaluations a run: the report only needs real folders.
-    run_cli("tokentango.train", "--multirun", "seed=1,2", "use_mlm=true,false", *TINY,
-            "trainer.max_steps=4", "trainer.eval_every=2", f"hydra.sweep.dir={sweep}",
-            f"paths.data_dir={data_dir}")  # fmt: skip
+def test_real_sweep_gives_a_full_report(tiny_sweep: Path, tmp_path: Path) -> None:
     out = tmp_path / "report"
-    proc = run_cli("tokentango.report", str(sweep), "--out", str(out))
+    proc = run_cli("tokentango.report", str(tiny_sweep), "--out", str(out))
     assert {p.name for p in out.iterdir()} == FILES
     assert "| false | 2 of 2 |" in proc.stdout and "| true | 2 of 2 |" in proc.stdout
     assert "| use_mlm | false | true |  | paired | 2 | 2 |" in proc.stdout

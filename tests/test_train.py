@@ -10,8 +10,16 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from tests.conftest import TINY, compose_config, read_metrics, read_results, run_cli
-from tokentango.train import train
+from tests.conftest import (
+    TINY,
+    compose,
+    metric_values,
+    read_metrics,
+    read_results,
+    run_cli,
+    tiny,
+)
+from tokentango.loop import train
 
 RESULT_FIELDS = {
     "status", "test_accuracy", "optimizer", "use_mlm", "seed", "train_frac", "steps",
@@ -37,9 +45,13 @@ def assert_complete_run(run_dir: Path) -> dict:
 
 
 def test_short_real_run_writes_a_complete_folder(tmp_path: Path, data_dir: Path) -> None:
-    run_dir = tmp_path / "run"
-    proc = run_cli("tokentango.train", *TINY, f"hydra.run.dir={run_dir}",
-                   f"paths.data_dir={data_dir}", "trainer.keep_last=1")  # fmt: skip
+    proc = run_cli("tokentango.train", *TINY, f"runtime.experiments_dir={tmp_path}",
+                   f"runtime.data_dir={data_dir}", "trainer.keep_last=1")  # fmt: skip
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    # experiments/runs/<time>_<run_name>, the name chosen before Hydra started.
+    match = re.fullmatch(r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d_([a-z]+-[a-z]+-[0-9a-f]{6})",
+                         run_dir.name)  # fmt: skip
+    assert match and read_results(run_dir)["run_name"] == match[1]
     results = assert_complete_run(run_dir)
     assert results["status"] == "completed" and results["steps"] == 12
     assert results["optimizer"] == "adam" and results["use_mlm"] is True
@@ -57,51 +69,22 @@ def test_short_real_run_writes_a_complete_folder(tmp_path: Path, data_dir: Path)
     assert results["run_name"] in proc.stdout
 
 
-def test_single_runs_are_named_by_time_and_run_name(tmp_path: Path, data_dir: Path) -> None:
-    run_cli("tokentango.train", *TINY, "trainer.max_steps=2", f"paths.experiments_dir={tmp_path}",
-            f"paths.data_dir={data_dir}")  # fmt: skip
-    (run_dir,) = (tmp_path / "runs").iterdir()
-    match = re.fullmatch(
-        r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d_([a-z]+-[a-z]+-[0-9a-f]{6})", run_dir.name
-    )
-    assert match, run_dir.name
-    assert read_results(run_dir)["run_name"] == match[1]
-
-
 def test_launches_in_the_same_second_get_different_folders() -> None:
-    from hydra import compose, initialize_config_dir
-
-    from tokentango.config import CONF_DIR
-
-    dirs = []
-    for _ in range(2):
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            cfg = compose(config_name="config", return_hydra_config=True)
-            dirs.append((cfg.hydra.run.dir, cfg.hydra.sweep.dir))
-    assert dirs[0][0] != dirs[1][0] and dirs[0][1] != dirs[1][1]
+    dirs = [compose(with_hydra=True).hydra for _ in range(2)]
+    assert dirs[0].run.dir != dirs[1].run.dir and dirs[0].sweep.dir != dirs[1].sweep.dir
 
 
-def test_given_run_name_names_the_folder(tmp_path: Path) -> None:
-    from hydra import compose, initialize_config_dir
-
-    from tokentango.config import CONF_DIR
-
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=["run_name=mine"], return_hydra_config=True)
-    assert cfg.hydra.run.dir.endswith("_mine")
-
-
-def _metric_values(run_dir: Path) -> list[dict]:
-    return [{k: v for k, v in m.items() if k != "elapsed_seconds"} for m in read_metrics(run_dir)]
+def test_given_run_name_names_the_folder() -> None:
+    assert compose("run_name=mine", with_hydra=True).hydra.run.dir.endswith("_mine")
 
 
 def test_same_seed_and_config_give_the_same_metrics(tmp_path: Path, data_dir: Path) -> None:
     def run(name: str, seed: int) -> tuple[list[dict], dict]:
-        cfg = compose_config([*TINY, f"seed={seed}", f"paths.data_dir={data_dir}"])
+        cfg = tiny(data_dir, f"seed={seed}")
         run_dir = tmp_path / name
         run_dir.mkdir()
         results = train(cfg, run_dir, name)
-        return _metric_values(run_dir), results
+        return metric_values(run_dir), results
 
     a_metrics, a = run("a", 42)
     b_metrics, b = run("b", 42)
@@ -112,23 +95,19 @@ def test_same_seed_and_config_give_the_same_metrics(tmp_path: Path, data_dir: Pa
     assert a_metrics != c_metrics
 
 
-def test_multirun_two_seeds_by_two_optimizers(tmp_path: Path, data_dir: Path) -> None:
-    sweep = tmp_path / "sweep"
-    run_cli("tokentango.train", "--multirun", "seed=1,2", "optimizer=adam,sgd", *TINY,
-            f"hydra.sweep.dir={sweep}", f"paths.data_dir={data_dir}")  # fmt: skip
-    runs = sorted(p for p in sweep.iterdir() if p.is_dir() and (p / "results.json").exists())
+def test_a_sweep_writes_one_complete_folder_per_job(tiny_sweep: Path) -> None:
+    runs = sorted(p for p in tiny_sweep.iterdir() if p.is_dir())
     assert len(runs) == 4
     seen = set()
     for run_dir in runs:
         results = assert_complete_run(run_dir)
-        # Folder names carry the job number and the swept overrides.
-        assert re.match(r"\d+_", run_dir.name)
+        # Folder names: the job number and the overrides that vary, nothing given once.
+        assert re.fullmatch(r"\d_seed=\d,use_mlm=(True|False)", run_dir.name), run_dir.name
         assert f"seed={results['seed']}" in run_dir.name
-        assert f"optimizer={results['optimizer']}" in run_dir.name
         config = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
-        assert config.seed == results["seed"]
-        seen.add((results["seed"], results["optimizer"]))
-    assert seen == {(1, "adam"), (1, "sgd"), (2, "adam"), (2, "sgd")}
+        assert config.seed == results["seed"] and config.use_mlm == results["use_mlm"]
+        seen.add((results["seed"], results["use_mlm"]))
+    assert seen == {(1, True), (1, False), (2, True), (2, False)}
     assert len({read_results(r)["run_name"] for r in runs}) == 4
 
 
@@ -141,7 +120,7 @@ def test_a_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path: Path, data_di
     pd.DataFrame({"id": [1], "title": ["no content column"]}).to_csv(bad)
     sweep = tmp_path / "sweep"
     proc = run_cli("tokentango.train", "--multirun", f"data.path={bad},{good}", "use_mlm=false",
-                   *TINY, f"hydra.sweep.dir={sweep}", f"paths.data_dir={data_dir}",
+                   *TINY, f"hydra.sweep.dir={sweep}", f"runtime.data_dir={data_dir}",
                    check=False)  # fmt: skip
     assert proc.returncode != 0  # Hydra reports the failed job at the end
     by_status = {}
@@ -161,9 +140,31 @@ def test_a_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path: Path, data_di
 def test_default_nine_run_sweep(tmp_path: Path, data_dir: Path) -> None:
     sweep = tmp_path / "sweep"
     run_cli("tokentango.train", "--multirun", "seed=42,69,123", "optimizer=adam,adamw,sgd",
-            "trainer.max_steps=30", "trainer.eval_every=10", "trainer.progress_bar=false",
-            f"hydra.sweep.dir={sweep}", f"paths.data_dir={data_dir}")  # fmt: skip
+            "trainer.max_steps=30", "trainer.eval_every=10", "runtime.progress_bar=false",
+            f"hydra.sweep.dir={sweep}", f"runtime.data_dir={data_dir}")  # fmt: skip
     runs = [p for p in sweep.iterdir() if p.is_dir()]
     assert len(runs) == 9
     for run_dir in runs:
         assert_complete_run(run_dir)
+
+
+def test_early_stopping_stops_once_patience_runs_out(tmp_path: Path, data_dir: Path) -> None:
+    # Threshold 0 is reached at the first evaluation; patience 1 then stops at the first
+    # evaluation without a new best, long before the 60-step budget.
+    cfg = tiny(data_dir, "trainer.max_steps=60", "trainer.eval_every=2",
+               "trainer.early_stopping.threshold=0.0",
+               "trainer.early_stopping.patience=1")  # fmt: skip
+    results = train(cfg, tmp_path, "es")
+    metrics = read_metrics(tmp_path)
+    assert results["status"] == "early_stopped" and results["steps"] < 60
+    best = [m["val_accuracy"] for m in metrics]
+    assert best[-1] <= max(best[:-1])  # the last evaluation brought no gain
+    assert results["steps"] == metrics[-1]["step"]
+
+
+def test_bf16_autocast_trains_on_cpu(tmp_path: Path, data_dir: Path) -> None:
+    results = train(tiny(data_dir, "runtime.precision=bf16", "trainer.max_steps=4"), tmp_path,
+                    "bf16")  # fmt: skip
+    assert results["precision"] == "bf16" and results["steps"] == 4
+    losses = [m["cls_loss"] for m in read_metrics(tmp_path)]
+    assert all(0 < loss < 5 for loss in losses)  # finite, sane losses in bf16

@@ -8,16 +8,14 @@ Each checkpoint is two files: `<name>.pt` (tensors and plain values, read with
 from __future__ import annotations
 
 import json
-import os
-import random
-import sys
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
+
+from tokentango.config import upgrade_config
+from tokentango.rundir import write_atomically
 
 FORMAT_VERSION = 1
 SUFFIX = ".pt"
@@ -30,43 +28,6 @@ class CheckpointError(ValueError):
 
 def checkpoint_name(step: int, val_accuracy: float, when: datetime) -> str:
     return f"ckpt_{when:%Y%m%d-%H%M%S}_step{step:07d}_acc{val_accuracy:.4f}"
-
-
-def rng_state() -> dict[str, Any]:
-    """Python, numpy and torch RNG states as plain values and tensors (weights_only-safe)."""
-    py_version, py_state, py_gauss = random.getstate()
-    np_kind, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
-    state = {
-        "python": [py_version, list(py_state), py_gauss],
-        "numpy": [np_kind, torch.from_numpy(np_keys.astype(np.int64)), np_pos, np_has_gauss,
-                  np_gauss],
-        "torch": torch.get_rng_state(),
-    }  # fmt: skip
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    py_version, py_state, py_gauss = state["python"]
-    random.setstate((py_version, tuple(py_state), py_gauss))
-    np_kind, np_keys, np_pos, np_has_gauss, np_gauss = state["numpy"]
-    # RNG states are CPU tensors, whatever device the checkpoint was mapped to.
-    np.random.set_state((np_kind, np_keys.cpu().numpy().astype(np.uint32), np_pos,
-                         np_has_gauss, np_gauss))  # fmt: skip
-    torch.set_rng_state(state["torch"].cpu())
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
-
-
-def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
-    """`write(tmp)` then rename onto `path`: readers see the old file or the new, whole."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def save_checkpoint(
@@ -113,6 +74,14 @@ def read_payload(path: str | Path, map_location: str | torch.device = "cpu") -> 
     if not isinstance(payload, dict) or not ({"model", "model_state_dict"} & payload.keys()):
         raise CheckpointError(f"{path} is not a tokentango checkpoint (no model weights in it)")
     return payload
+
+
+def _metadata(payload: dict[str, Any]) -> dict[str, Any]:
+    """A tokentango checkpoint's metadata, its config in today's layout."""
+    meta = json.loads(payload["meta_json"])
+    if "config" in meta:
+        meta["config"] = upgrade_config(meta["config"])
+    return meta
 
 
 def _legacy_metadata(path: Path, payload: dict[str, Any]) -> dict[str, Any]:
@@ -170,7 +139,7 @@ def _load_payload(
         optimizer.load_state_dict(payload["optimizer"])
     if legacy:
         return _legacy_metadata(path, payload)
-    meta = json.loads(payload["meta_json"])
+    meta = _metadata(payload)
     meta["state"] = payload.get("state", {})
     return meta
 
@@ -179,10 +148,13 @@ def _differing_settings(payload: dict[str, Any], model: torch.nn.Module) -> str:
     """`(model.d_model: 64 there, 32 here)` when the checkpoint's config says which."""
     if "meta_json" not in payload:
         return ""
-    saved = json.loads(payload["meta_json"]).get("config", {}).get("model", {})
-    here = getattr(model, "settings", {})
-    diffs = [f"model.{k}: {saved[k]} there, {v} here" for k, v in here.items()
-             if k in saved and saved[k] != v]  # fmt: skip
+    saved = _metadata(payload).get("config", {})
+    diffs = []
+    for key, here in getattr(model, "settings", {}).items():
+        node, leaf = key.split(".")
+        there = saved.get(node, {}).get(leaf)
+        if there is not None and there != here:
+            diffs.append(f"{key}: {there} there, {here} here")
     return f" ({'; '.join(diffs)})" if diffs else ""
 
 
@@ -195,11 +167,13 @@ def read_metadata(path: str | Path, require_resumable: bool = False) -> dict[str
             meta = json.loads(sidecar.read_text())
         except json.JSONDecodeError as err:
             raise CheckpointError(f"unreadable metadata {sidecar}: {err}") from err
+        if "config" in meta:
+            meta["config"] = upgrade_config(meta["config"])
     else:
         payload = read_payload(path)
         meta = (
             _legacy_metadata(path, payload) if "model" not in payload
-            else json.loads(payload["meta_json"])
+            else _metadata(payload)
         )  # fmt: skip
     meta["path"] = str(path)
     if require_resumable and (meta.get("legacy") or "loop" not in meta):
@@ -336,144 +310,16 @@ def restore_model(path: str | Path, device: str | torch.device = "cpu"):
     if "tokenizer" not in state:
         raise CheckpointError(f"{path} holds no tokenizer")
     tokenizer = Tokenizer.from_str(state["tokenizer"])
-    meta = json.loads(payload["meta_json"])
-    model_cfg = OmegaConf.create(meta["config"]["model"])
-    model = build_model(model_cfg, tokenizer.get_vocab_size())
+    meta = _metadata(payload)
+    config = OmegaConf.create(meta["config"])
+    model = build_model(config.model, tokenizer.get_vocab_size(), config.data.max_length)
     _load_payload(model, path, payload)
     return model.to(device).eval(), meta, tokenizer
 
 
-# --- command line: python -m tokentango.checkpoints list|show|losses ---------------------
+if __name__ == "__main__":  # python -m tokentango.checkpoints list|show|losses
+    import sys
 
+    from tokentango.cli.checkpoints import main
 
-def _filtered(metas: list[dict[str, Any]], args) -> list[dict[str, Any]]:
-    def keep(m: dict[str, Any]) -> bool:
-        if args.optimizer and (m.get("optimizer") or "").lower() != args.optimizer.lower():
-            return False
-        if args.use_mlm is not None and m.get("use_mlm") != (args.use_mlm == "true"):
-            return False
-        if args.min_accuracy is not None and (m.get("val_accuracy") or 0) < args.min_accuracy:
-            return False
-        return not (args.run_name and m.get("run_name") != args.run_name)
-
-    metas = [m for m in metas if keep(m)]
-    if args.sort == "accuracy":
-        metas.sort(key=lambda m: m.get("val_accuracy") or 0.0, reverse=True)
-    return metas[: args.limit] if args.limit else metas
-
-
-def _fmt(value: Any, spec: str = "") -> str:
-    return "-" if value is None else format(value, spec)
-
-
-def format_listing(metas: list[dict[str, Any]]) -> str:
-    header = f"{'timestamp':19s}  {'run_name':24s} {'step':>7s} {'epoch':>5s} {'val_acc':>7s} " \
-             f"{'optim':>6s} {'mlm':>5s}  path"  # fmt: skip
-    lines = [header]
-    for m in metas:
-        lines.append(
-            f"{m['timestamp'][:19]:19s}  {_fmt(m.get('run_name')):24s} {_fmt(m.get('step')):>7s} "
-            f"{_fmt(m.get('epoch')):>5s} {_fmt(m.get('val_accuracy'), '.4f'):>7s} "
-            f"{_fmt(m.get('optimizer')):>6s} {_fmt(m.get('use_mlm')):>5s}  {m['path']}"
-            f"{'  (original format)' if m.get('legacy') else ''}"
-        )  # fmt: skip
-    return "\n".join(lines)
-
-
-def loss_history(metas: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One run's per-step losses stitched from its checkpoints, oldest first. Each
-    checkpoint holds the losses since the previous one; pruned checkpoints leave gaps."""
-    rows: list[dict[str, Any]] = []
-    for m in sorted(metas, key=lambda m: (m.get("step") or 0, m["timestamp"])):
-        cls, mlm = m.get("cls_losses") or [], m.get("mlm_losses") or []
-        end = m.get("step") or len(cls)
-        for i, loss in enumerate(cls):
-            rows.append({"step": end - len(cls) + i + 1, "cls_loss": loss,
-                         "mlm_loss": mlm[i] if i < len(mlm) else None,
-                         "checkpoint": Path(m["path"]).name})  # fmt: skip
-    return rows
-
-
-def _plot_losses(rows: list[dict[str, Any]], run_name: str, out: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 4))
-    ax.plot([r["step"] for r in rows], [r["cls_loss"] for r in rows], ".", ms=2,
-            label="classification")  # fmt: skip
-    mlm = [(r["step"], r["mlm_loss"]) for r in rows if r["mlm_loss"] is not None]
-    if mlm:
-        ax.plot(*zip(*mlm, strict=True), ".", ms=2, label="MLM")
-    ax.set(xlabel="step", ylabel="loss", title=f"{run_name}: losses across its checkpoints")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-
-
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    from tokentango.config import PROJECT_ROOT
-
-    default_dirs = [os.environ.get("TT_CHECKPOINT_DIR") or str(PROJECT_ROOT / "experiments")]
-    parser = argparse.ArgumentParser(prog="python -m tokentango.checkpoints",
-                                     description="List and inspect checkpoints.")  # fmt: skip
-    sub = parser.add_subparsers(dest="command", required=True)
-    ls = sub.add_parser("list", help="checkpoints below the folders, newest first")
-    ls.add_argument("dirs", nargs="*", default=default_dirs)
-    ls.add_argument("--sort", choices=["timestamp", "accuracy"], default="timestamp")
-    ls.add_argument("--optimizer")
-    ls.add_argument("--use-mlm", choices=["true", "false"])
-    ls.add_argument("--min-accuracy", type=float)
-    ls.add_argument("--run-name")
-    ls.add_argument("--limit", type=int)
-    ls.add_argument("--json", action="store_true", help="one JSON object per checkpoint")
-    show = sub.add_parser("show", help="one checkpoint's metadata")
-    show.add_argument("path")
-    losses = sub.add_parser("losses", help="a run's loss history across its checkpoints")
-    losses.add_argument("run_name")
-    losses.add_argument("dirs", nargs="*", default=default_dirs)
-    losses.add_argument("--plot", type=Path, help="also draw the history into this PNG")
-    args = parser.parse_args(argv)
-
-    try:
-        if args.command == "show":
-            meta = read_metadata(args.path)
-            meta.pop("state", None)
-            print(json.dumps(meta, indent=2))
-            return 0
-        for folder in args.dirs:
-            if not Path(folder).is_dir():
-                raise CheckpointError(f"no such folder: {folder}")
-        metas = list_checkpoints(*args.dirs)
-        if args.command == "list":
-            metas = _filtered(metas, args)
-            if args.json:
-                for m in metas:
-                    print(json.dumps({k: v for k, v in m.items() if k not in ("config", "loop",
-                          "cls_losses", "mlm_losses")}))  # fmt: skip
-            else:
-                print(format_listing(metas) if metas else "no checkpoints match")
-            return 0
-        rows = loss_history([m for m in metas if m.get("run_name") == args.run_name])
-        if not rows:
-            raise CheckpointError(f"no checkpoints with losses for run {args.run_name!r} "
-                                  f"under {', '.join(args.dirs)}")  # fmt: skip
-        print(f"{'step':>7s} {'cls_loss':>9s} {'mlm_loss':>9s}  checkpoint")
-        for r in rows:
-            print(f"{r['step']:>7d} {r['cls_loss']:>9.4f} {_fmt(r['mlm_loss'], '.4f'):>9s}  "
-                  f"{r['checkpoint']}")  # fmt: skip
-        if args.plot:
-            _plot_losses(rows, args.run_name, args.plot)
-            print(f"plot: {args.plot}")
-        return 0
-    except CheckpointError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
     sys.exit(main())

@@ -1,15 +1,21 @@
-"""Structured configs: the schema behind `conf/`.
+"""The config schema: types for `conf/`, where every value lives.
 
 Hydra merges the YAML files in `conf/` onto these dataclasses, so a wrong type or an
-unknown key fails at composition with the key's name. Range checks OmegaConf cannot
-express live in `validate`, which the entry point calls before any work starts.
+unknown key fails at composition with the key's name. The dataclasses hold types only
+(every field is MISSING here); the values, defaults included, are in `conf/` alone. Range
+checks OmegaConf cannot express live in `validate`, which runs before any work starts.
+
+The config's nodes split what a run *is* from how it is *run*:
+- `seed`, `use_mlm`, `train_frac`, `optimizer`, `objective`, `data`, `model`, `trainer`
+  change results: the report groups runs by them and a resumed run keeps them;
+- `runtime` changes only speed and where files go (device, precision, threads, progress
+  bar, evaluation batch size, folders): the report ignores it and a resume may change it.
 """
 
 from __future__ import annotations
 
-import hashlib
+import copy
 import secrets
-import sys
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -38,93 +44,82 @@ class Precision(StrEnum):
 
 
 @dataclass
-class AdamConf:
-    _target_: str = "torch.optim.Adam"
-    lr: float = 1e-4
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-    eps: float = 1e-8
-    weight_decay: float = 0.0
-
-
-@dataclass
-class AdamWConf(AdamConf):
-    _target_: str = "torch.optim.AdamW"
-    weight_decay: float = 0.01
+class AdamConf:  # torch.optim.Adam and AdamW
+    _target_: str = MISSING
+    lr: float = MISSING
+    betas: list[float] = MISSING
+    eps: float = MISSING
+    weight_decay: float = MISSING
 
 
 @dataclass
 class SGDConf:
-    _target_: str = "torch.optim.SGD"
-    lr: float = 0.05
-    momentum: float = 0.9
-    nesterov: bool = False
-    weight_decay: float = 0.0
+    _target_: str = MISSING
+    lr: float = MISSING
+    momentum: float = MISSING
+    nesterov: bool = MISSING
+    weight_decay: float = MISSING
 
 
 @dataclass
 class ObjectiveConf:
-    # Probability that a real token is selected for the MLM loss (BERT: 0.15).
-    mask_prob: float = 0.15
-    mlm_weight: float = 1.0
+    mask_prob: float = MISSING
+    mlm_weight: float = MISSING
 
 
 @dataclass
 class DataConf:
-    name: str = "sample"
-    # CSV in FakeNewsCorpus's schema; null means the generated embedded corpus.
-    path: str | None = None
-    # Rows of the generated corpus (used only when path is null).
-    sample_rows: int = 16000
-    # Fixes frac-sampling, balancing and the split; independent of the run's `seed`.
-    seed: int = 1234
-    val_frac: float = 0.1
-    test_frac: float = 0.1
-    chunk_rows: int = 100_000
+    name: str = MISSING
+    path: str | None = MISSING
+    sample_rows: int = MISSING
+    seed: int = MISSING
+    val_frac: float = MISSING
+    test_frac: float = MISSING
+    # The tokenizer's settings: they change the cached token ids, so they key the cache.
+    vocab_size: int = MISSING
+    max_length: int = MISSING
 
 
 @dataclass
 class ModelConf:
-    name: str = "original"
-    d_model: int = 32
-    n_heads: int = 4
-    n_layers: int = 6
-    d_ff: int = 2048
-    max_length: int = 300
-    vocab_size: int = 40000
-    dropout: float = 0.0
-    activation: str = "relu"
-    norm_first: bool = False
+    name: str = MISSING
+    d_model: int = MISSING
+    n_heads: int = MISSING
+    n_layers: int = MISSING
+    d_ff: int = MISSING
+    dropout: float = MISSING
+    activation: str = MISSING
+    norm_first: bool = MISSING
 
 
 @dataclass
 class EarlyStoppingConf:
-    # Stop once val accuracy has reached `threshold` and then not improved for
-    # `patience` evaluations in a row.
-    threshold: float = 0.80
-    patience: int = 3
+    threshold: float = MISSING
+    patience: int = MISSING
 
 
 @dataclass
 class TrainerConf:
-    batch_size: int = 32
-    eval_batch_size: int = 256
-    epochs: int = 8
-    max_steps: int | None = None
-    eval_every: int = 100
-    early_stopping: EarlyStoppingConf | None = field(default_factory=EarlyStoppingConf)
-    grad_clip: float | None = 1.0
-    precision: Precision = Precision.fp32
-    # null: on when stderr is a terminal.
-    progress_bar: bool | None = None
-    # Checkpoints kept per run: the newest `keep_last` plus the best on validation.
-    keep_last: int = 3
+    batch_size: int = MISSING
+    epochs: int = MISSING
+    max_steps: int | None = MISSING
+    eval_every: int = MISSING
+    early_stopping: EarlyStoppingConf | None = MISSING
+    grad_clip: float | None = MISSING
+    keep_last: int = MISSING
 
 
 @dataclass
-class PathsConf:
-    root: str = str(PROJECT_ROOT)
-    data_dir: str = "${paths.root}/data"
-    experiments_dir: str = "${paths.root}/experiments"
+class RuntimeConf:
+    device: Device = MISSING
+    precision: Precision = MISSING
+    threads: int | None = MISSING
+    progress_bar: bool | None = MISSING
+    eval_batch_size: int = MISSING
+    csv_chunk_rows: int = MISSING
+    data_dir: str = MISSING
+    experiments_dir: str = MISSING
+    checkpoint_dir: str | None = MISSING
 
 
 @dataclass
@@ -134,140 +129,193 @@ class Config:
     data: DataConf = field(default_factory=DataConf)
     model: ModelConf = field(default_factory=ModelConf)
     trainer: TrainerConf = field(default_factory=TrainerConf)
-    paths: PathsConf = field(default_factory=PathsConf)
-    seed: int = 42
-    use_mlm: bool = True
-    train_frac: float = 1.0
-    device: Device = Device.auto
-    run_name: str | None = None
-    # train (from scratch) | latest | a checkpoint file or folder: see tokentango.train.
-    checkpoint: str = "train"
-    # Where checkpoints go (null: the run folder's checkpoints/); `latest` looks here first.
-    checkpoint_dir: str | None = None
+    runtime: RuntimeConf = field(default_factory=RuntimeConf)
+    seed: int = MISSING
+    use_mlm: bool = MISSING
+    train_frac: float = MISSING
+    run_name: str | None = MISSING
+    checkpoint: str = MISSING
+
+
+# Keys that name or start a run without changing what it computes.
+IDENTITY_KEYS = ("seed", "run_name", "checkpoint")
+RUNTIME_NODE = "runtime"
+# What a resumed run may change besides `runtime`: how long it trains.
+BUDGET_KEYS = ("trainer.max_steps", "trainer.epochs")
+
+
+def is_runtime_key(key: str) -> bool:
+    return key == RUNTIME_NODE or key.startswith(RUNTIME_NODE + ".")
 
 
 def register_configs() -> None:
+    # Stored outside the config groups, so `--help` lists only real choices.
     cs = ConfigStore.instance()
     cs.store(name="tokentango_schema", node=Config)
-    cs.store(group="optimizer", name="adam_schema", node=AdamConf)
-    cs.store(group="optimizer", name="adamw_schema", node=AdamWConf)
-    cs.store(group="optimizer", name="sgd_schema", node=SGDConf)
-    cs.store(group="objective", name="objective_schema", node=ObjectiveConf)
-    cs.store(group="data", name="data_schema", node=DataConf)
-    cs.store(group="model", name="model_schema", node=ModelConf)
-    cs.store(group="trainer", name="trainer_schema", node=TrainerConf)
+    cs.store(name="adam_schema", node=AdamConf)
+    cs.store(name="sgd_schema", node=SGDConf)
 
 
-_ADJECTIVES = [
-    "sleepy",
-    "brave",
-    "calm",
-    "eager",
-    "fuzzy",
-    "gentle",
-    "happy",
-    "jolly",
-    "keen",
-    "lively",
-    "merry",
-    "nimble",
-    "proud",
-    "quiet",
-    "rapid",
-    "shy",
-    "sunny",
-    "swift",
-    "tidy",
-    "witty",
-    "bold",
-    "clever",
-    "daring",
-    "fancy",
-]
-_ANIMALS = [
-    "otter",
-    "panda",
-    "koala",
-    "lynx",
-    "heron",
-    "badger",
-    "falcon",
-    "gecko",
-    "ibex",
-    "lemur",
-    "marmot",
-    "newt",
-    "ocelot",
-    "puffin",
-    "quokka",
-    "raven",
-    "seal",
-    "tapir",
-    "urchin",
-    "vole",
-    "walrus",
-    "yak",
-    "zebra",
-]
+# --- renamed keys ---------------------------------------------------------------------
+
+# Keys of earlier versions -> their home now. Old run folders and checkpoints are read
+# through `upgrade_config`, and the old names still work on the command line (`device=`
+# is the documented short form of `runtime.device=`).
+RENAMED_KEYS = {
+    "device": "runtime.device",
+    "checkpoint_dir": "runtime.checkpoint_dir",
+    "trainer.precision": "runtime.precision",
+    "trainer.progress_bar": "runtime.progress_bar",
+    "trainer.eval_batch_size": "runtime.eval_batch_size",
+    "data.chunk_rows": "runtime.csv_chunk_rows",
+    "paths.data_dir": "runtime.data_dir",
+    "paths.experiments_dir": "runtime.experiments_dir",
+    "model.vocab_size": "data.vocab_size",
+    "model.max_length": "data.max_length",
+}
+DROPPED_KEYS = ("paths",)
 
 
-def new_run_name() -> str:
-    """A readable, unique name such as `sleepy-otter-3f9a2c`."""
-    pick = secrets.choice
-    return f"{pick(_ADJECTIVES)}-{pick(_ANIMALS)}-{secrets.token_hex(3)}"
+def upgrade_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A stored config (plain dict) of any earlier version in today's layout."""
+    config = copy.deepcopy(config)
+    for old, new in RENAMED_KEYS.items():
+        *parents, leaf = old.split(".")
+        node = config
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or leaf not in node:
+            continue
+        value = node.pop(leaf)
+        *new_parents, new_leaf = new.split(".")
+        target = config
+        for part in new_parents:
+            target = target.setdefault(part, {})
+        target.setdefault(new_leaf, value)
+    for key in DROPPED_KEYS:
+        config.pop(key, None)
+    return config
 
 
-def _run_name_or_new(given: str | None) -> str:
-    return given if given else new_run_name()
+def parse_overrides(overrides: list[str]) -> list[Any]:
+    """Hydra's own parse of command-line overrides (quotes, lists and sweeps as Hydra
+    reads them); ConfigError naming the override that does not parse."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    parser = OverridesParser.create()
+    parsed = []
+    for text in overrides:
+        try:
+            parsed.append(parser.parse_override(text))
+        except HydraException as err:
+            why = str(err).strip().splitlines()[0]
+            raise ConfigError(f"cannot parse override {text!r}: {why}") from err
+    return parsed
 
 
-def safe_dirname(text: str, max_len: int = 120) -> str:
-    """`text` usable as one folder name: no path separators, bounded length."""
-    text = text.replace("/", "_").replace("\\", "_") or "defaults"
-    if len(text) > max_len:
-        text = f"{text[: max_len - 9]}~{hashlib.blake2b(text.encode(), digest_size=4).hexdigest()}"
-    return text
+def rename_overrides(overrides: list[str]) -> list[str]:
+    """Overrides with old key names moved to their home now; everything else unchanged."""
+    renamed = []
+    for text, parsed in zip(overrides, parse_overrides(overrides), strict=True):
+        new = RENAMED_KEYS.get(parsed.key_or_group)
+        if new is not None and parsed.package is None:
+            prefix = text[: len(text) - len(text.lstrip("+~"))]
+            text = f"{prefix}{new}{text[len(prefix) + len(parsed.key_or_group):]}"
+        renamed.append(text)
+    return renamed
 
 
-def _is_sweep(override: str) -> bool:
-    value = override.split("=", 1)[-1]
-    return "," in value or value.startswith(("range(", "choice(", "glob(", "interval("))
+def override_keys(overrides: list[str], sweeps: bool | None = None) -> set[str]:
+    """The keys the overrides set (without +/~), only sweeps or only single values when
+    `sweeps` says so; Hydra's `hydra.*` settings excluded."""
+    return {
+        o.key_or_group
+        for o in parse_overrides(overrides)
+        if not o.is_hydra_override() and (sweeps is None or o.is_sweep_override() == sweeps)
+    }
 
 
-def job_dirname(num: int, task_overrides: list[str]) -> str:
-    """`<job number>_<the overrides that vary across the sweep>` for a sweep job's folder.
-
-    Overrides given once on the command line are the same for every job, so they are left
-    out; what remains is what tells the jobs apart (swept on the command line, or by an
-    experiment's `hydra.sweeper.params`)."""
-    key = lambda override: override.lstrip("+~").split("=", 1)[0]  # noqa: E731
-    fixed = {key(a) for a in sys.argv[1:] if "=" in a and not _is_sweep(a)}
-    varying = [o for o in task_overrides if key(o) not in fixed]
-    return safe_dirname(f"{num}_{','.join(varying or task_overrides)}")
+# --- composing and validating ---------------------------------------------------------
 
 
-def register_resolvers() -> None:
-    # Cached per config object: the run folder and the job see the same value.
-    OmegaConf.register_new_resolver("tt.run_name", _run_name_or_new, use_cache=True, replace=True)
-    OmegaConf.register_new_resolver(
-        "tt.uid", lambda: secrets.token_hex(2), use_cache=True, replace=True
-    )
-    OmegaConf.register_new_resolver("tt.job_dirname", job_dirname, replace=True)
+def default_experiments_dir() -> Path:
+    """`runtime.experiments_dir` as conf/ sets it (no Hydra composition): where the tools
+    look for runs and checkpoints by default."""
+    runtime = OmegaConf.load(CONF_DIR / "runtime" / "default.yaml")
+    return Path(runtime.experiments_dir)
 
+
+def compose_config(overrides: list[str] | None = None, with_hydra: bool = False) -> DictConfig:
+    """The config `python -m tokentango.train <overrides>` runs with: for notebooks,
+    benchmarks and tests (the `hydra` node only with `with_hydra`)."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name="config", overrides=rename_overrides(overrides or []),
+                       return_hydra_config=with_hydra)  # fmt: skip
+
+
+def _check(ok: bool, key: str, value: object, why: str) -> None:
+    if not ok:
+        raise ConfigError(f"invalid config value {key}={value!r}: {why}")
+
+
+# (key, test, why) for every range OmegaConf's types cannot express.
+_RANGES: list[tuple[str, Any, str]] = [
+    ("train_frac", lambda v: 0.0 < v <= 1.0, "must be in (0, 1]"),
+    ("objective.mask_prob", lambda v: 0.0 < v < 1.0, "must be in (0, 1)"),
+    ("objective.mlm_weight", lambda v: v >= 0.0, "must be >= 0"),
+    *[(f"trainer.{k}", lambda v: v >= 1, "must be >= 1")
+      for k in ("batch_size", "epochs", "eval_every", "keep_last")],
+    ("trainer.max_steps", lambda v: v is None or v >= 1, "must be >= 1 or null"),
+    ("trainer.grad_clip", lambda v: v is None or v > 0, "must be > 0 or null"),
+    ("trainer.early_stopping.threshold", lambda v: 0.0 <= v <= 1.0, "must be in [0, 1]"),
+    ("trainer.early_stopping.patience", lambda v: v >= 1, "must be >= 1"),
+    *[(f"model.{k}", lambda v: v >= 1, "must be >= 1")
+      for k in ("d_model", "n_heads", "n_layers", "d_ff")],
+    ("model.dropout", lambda v: 0.0 <= v < 1.0, "must be in [0, 1)"),
+    ("model.activation", lambda v: v in ("relu", "gelu"), "must be relu or gelu"),
+    ("data.sample_rows", lambda v: v >= 100, "must be >= 100"),
+    ("data.val_frac", lambda v: 0.0 < v < 0.5, "must be in (0, 0.5)"),
+    ("data.test_frac", lambda v: 0.0 < v < 0.5, "must be in (0, 0.5)"),
+    ("data.max_length", lambda v: v >= 2, "must be >= 2"),
+    ("data.vocab_size", lambda v: v >= 100, "must be >= 100"),
+    ("data.path", lambda v: v is None or Path(v).is_file(), "no such file"),
+    ("runtime.eval_batch_size", lambda v: v >= 1, "must be >= 1"),
+    ("runtime.csv_chunk_rows", lambda v: v >= 1, "must be >= 1"),
+    ("runtime.threads", lambda v: v is None or v >= 1, "must be >= 1 or null"),
+    ("optimizer.lr", lambda v: v is not None and v > 0, "must be > 0"),
+]  # fmt: skip
+
+
+def validate(cfg: DictConfig) -> None:
+    """Range checks; raises ConfigError naming the first bad key."""
+    for key, ok, why in _RANGES:
+        if key.startswith("trainer.early_stopping.") and cfg.trainer.early_stopping is None:
+            continue
+        value = OmegaConf.select(cfg, key)
+        _check(ok(value), key, value, why)
+    m = cfg.model
+    _check(m.d_model % m.n_heads == 0, "model.n_heads", m.n_heads,
+           f"must divide model.d_model={m.d_model}")  # fmt: skip
+
+
+# --- the original's environment variables ---------------------------------------------
 
 # The original tokentango's environment variables, still honoured as defaults.
 LEGACY_ENV = {
     "TT_TRAIN_FRAC": "train_frac", "TT_BATCH_SIZE": "trainer.batch_size", "TT_LR": "optimizer.lr",
     "TT_OPTIMIZER_TYPE": "optimizer", "TT_USE_MLM": "use_mlm", "TT_SEED": "seed",
-    "TT_DEVICE": "device", "TT_RUN_NAME": "run_name", "TT_CHECKPOINT_DIR": "checkpoint_dir",
-    "MODEL_CHECKPOINT_PATH": "checkpoint",
+    "TT_DEVICE": "runtime.device", "TT_RUN_NAME": "run_name",
+    "TT_CHECKPOINT_DIR": "runtime.checkpoint_dir", "MODEL_CHECKPOINT_PATH": "checkpoint",
 }  # fmt: skip
 
 
-def legacy_env_overrides(environ: dict[str, str], argv: list[str]) -> list[str]:
-    """Overrides from the TT_* variables for keys the command line does not set."""
-    given = {a.lstrip("+").split("=", 1)[0] for a in argv if "=" in a}
-    overrides = []
+def legacy_env_overrides(environ: dict[str, str], overrides: list[str]) -> list[str]:
+    """Overrides from the TT_* variables for keys the (renamed) overrides do not set."""
+    given = override_keys(overrides)
+    env_overrides = []
     for var, key in LEGACY_ENV.items():
         value = environ.get(var, "").strip()
         if not value or key in given:
@@ -276,96 +324,23 @@ def legacy_env_overrides(environ: dict[str, str], argv: list[str]) -> list[str]:
             value = {"1": "true", "0": "false"}.get(value, value.lower())
         elif key == "optimizer":
             value = value.lower()
-        overrides.append(f"{key}={value}")
-    return overrides
+        env_overrides.append(f"{key}={value}")
+    return env_overrides
 
 
-def parse_cli_config(schema: type, argv: list[str]) -> Any:
-    """`key=value` arguments onto a dataclass: an unknown key or a bad type names the key."""
-    from omegaconf.errors import OmegaConfBaseException
+def _register_resolvers() -> None:
+    from tokentango import rundir
 
-    for arg in argv:
-        if "=" not in arg:
-            raise ConfigError(f"arguments are key=value, got {arg!r}")
-    try:
-        merged = OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.from_dotlist(argv))
-        return OmegaConf.to_object(merged)
-    except OmegaConfBaseException as err:
-        key = getattr(err, "full_key", None)
-        reason = str(err).strip().splitlines()[0]
-        raise ConfigError(f"invalid argument {key}: {reason}" if key else reason) from err
-
-
-def compose_config(overrides: list[str] | None = None) -> DictConfig:
-    """The config `python -m tokentango.train <overrides>` runs with (without the hydra node):
-    for notebooks, benchmarks and tests."""
-    from hydra import compose, initialize_config_dir
-
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(config_name="config", overrides=overrides or [])
-
-
-def _check(ok: bool, key: str, value: object, why: str) -> None:
-    if not ok:
-        raise ConfigError(f"invalid config value {key}={value!r}: {why}")
-
-
-def validate(cfg: DictConfig) -> None:
-    """Range checks; raises ConfigError naming the first bad key."""
-    _check(0.0 < cfg.train_frac <= 1.0, "train_frac", cfg.train_frac, "must be in (0, 1]")
-    t = cfg.trainer
-    for key in ("batch_size", "eval_batch_size", "epochs", "eval_every"):
-        _check(t[key] >= 1, f"trainer.{key}", t[key], "must be >= 1")
-    _check(
-        t.max_steps is None or t.max_steps >= 1,
-        "trainer.max_steps",
-        t.max_steps,
-        "must be >= 1 or null",
+    OmegaConf.register_new_resolver("tt.project_root", lambda: str(PROJECT_ROOT), replace=True)
+    # Cached per config object: the run folder and the job see the same value.
+    OmegaConf.register_new_resolver(
+        "tt.run_name", lambda given: given or rundir.new_run_name(), use_cache=True, replace=True
     )
-    _check(t.keep_last >= 1, "trainer.keep_last", t.keep_last, "must be >= 1")
-    _check(
-        t.grad_clip is None or t.grad_clip > 0,
-        "trainer.grad_clip",
-        t.grad_clip,
-        "must be > 0 or null",
+    OmegaConf.register_new_resolver(
+        "tt.uid", lambda: secrets.token_hex(2), use_cache=True, replace=True
     )
-    if t.early_stopping is not None:
-        es = t.early_stopping
-        _check(
-            0.0 <= es.threshold <= 1.0,
-            "trainer.early_stopping.threshold",
-            es.threshold,
-            "must be in [0, 1]",
-        )
-        _check(es.patience >= 1, "trainer.early_stopping.patience", es.patience, "must be >= 1")
-    o = cfg.objective
-    _check(0.0 < o.mask_prob < 1.0, "objective.mask_prob", o.mask_prob, "must be in (0, 1)")
-    _check(o.mlm_weight >= 0.0, "objective.mlm_weight", o.mlm_weight, "must be >= 0")
-    m = cfg.model
-    for key in ("d_model", "n_heads", "n_layers", "d_ff"):
-        _check(m[key] >= 1, f"model.{key}", m[key], "must be >= 1")
-    _check(
-        m.d_model % m.n_heads == 0,
-        "model.n_heads",
-        m.n_heads,
-        f"must divide model.d_model={m.d_model}",
-    )
-    _check(m.max_length >= 2, "model.max_length", m.max_length, "must be >= 2")
-    _check(m.vocab_size >= 100, "model.vocab_size", m.vocab_size, "must be >= 100")
-    _check(0.0 <= m.dropout < 1.0, "model.dropout", m.dropout, "must be in [0, 1)")
-    _check(
-        m.activation in ("relu", "gelu"), "model.activation", m.activation, "must be relu or gelu"
-    )
-    d = cfg.data
-    _check(d.sample_rows >= 100, "data.sample_rows", d.sample_rows, "must be >= 100")
-    _check(0.0 < d.val_frac < 0.5, "data.val_frac", d.val_frac, "must be in (0, 0.5)")
-    _check(0.0 < d.test_frac < 0.5, "data.test_frac", d.test_frac, "must be in (0, 0.5)")
-    _check(d.chunk_rows >= 1, "data.chunk_rows", d.chunk_rows, "must be >= 1")
-    lr = cfg.optimizer.get("lr")
-    _check(lr is not None and lr > 0, "optimizer.lr", lr, "must be > 0")
-    if d.path is not None:
-        _check(Path(d.path).is_file(), "data.path", d.path, "no such file")
+    OmegaConf.register_new_resolver("tt.job_dirname", rundir.job_dirname, replace=True)
 
 
 register_configs()
-register_resolvers()
+_register_resolvers()

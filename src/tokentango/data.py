@@ -23,6 +23,8 @@ from filelock import FileLock
 from sklearn.model_selection import train_test_split
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
 
+from tokentango.rundir import write_json
+
 log = logging.getLogger(__name__)
 
 LABEL_NAMES = ("reliable", "fake")  # index = class id
@@ -51,7 +53,7 @@ class DataSettings:
     test_frac: float
     vocab_size: int
     max_length: int
-    chunk_rows: int = 100_000
+    chunk_rows: int  # CSV rows read at a time: memory only, not part of the cache key
 
 
 @dataclass
@@ -81,7 +83,7 @@ class Dataset:
 
 
 def read_labelled_rows(
-    path: str | Path, train_frac: float = 1.0, seed: int = 0, chunk_rows: int = 100_000
+    path: str | Path, train_frac: float, seed: int, chunk_rows: int
 ) -> tuple[pd.DataFrame, dict]:
     """Read only `type` and `content`, sample `train_frac` of the rows, map types to labels.
 
@@ -194,12 +196,12 @@ def settings_from_config(cfg) -> DataSettings:
 
     path = cfg.data.path
     if path is None:
-        path = ensure_sample_corpus(cfg.paths.data_dir, cfg.data.sample_rows)
+        path = ensure_sample_corpus(cfg.runtime.data_dir, cfg.data.sample_rows)
     return DataSettings(
         path=str(path), train_frac=cfg.train_frac, seed=cfg.data.seed,
         val_frac=cfg.data.val_frac, test_frac=cfg.data.test_frac,
-        vocab_size=cfg.model.vocab_size, max_length=cfg.model.max_length,
-        chunk_rows=cfg.data.chunk_rows,
+        vocab_size=cfg.data.vocab_size, max_length=cfg.data.max_length,
+        chunk_rows=cfg.runtime.csv_chunk_rows,
     )  # fmt: skip
 
 
@@ -250,7 +252,7 @@ def _build(settings: DataSettings, out_dir: Path) -> None:
     stats["balanced_rows"] = len(frame)
     stats["vocab_size"] = tokenizer.get_vocab_size()
     stats["settings"] = {k: v for k, v in vars(settings).items()}
-    (out_dir / "meta.json").write_text(json.dumps(stats, indent=2))
+    write_json(out_dir / "meta.json", stats)
 
 
 def load_cache_dir(cache_dir: Path, from_cache: bool = True) -> Dataset:

@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import json
-import re
-import sys
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -16,26 +11,8 @@ from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_f
 
 from tokentango.config import ConfigError
 from tokentango.data import LABEL_NAMES, SPLITS, Split, batch_tensors
+from tokentango.device import autocast, resolve_device
 from tokentango.model import BertClassifier, mask_tokens
-
-
-def resolve_device(name: str) -> torch.device:
-    """auto | cpu | cuda[:N] as a torch device; ConfigError for anything else or absent."""
-    name = str(name)
-    if name not in ("auto", "cpu") and not re.fullmatch(r"cuda(:\d+)?", name):
-        raise ConfigError(f"invalid config value device={name!r}: use auto, cpu or cuda")
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"invalid config value device={name!r}: no CUDA device is available")
-    return torch.device(name)
-
-
-def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """bf16 autocast when asked for; fp32 runs without autocast."""
-    if precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 @torch.no_grad()
@@ -101,64 +78,56 @@ def format_confusion(matrix: dict) -> str:
     return "\n".join(lines)
 
 
-# --- command line: python -m tokentango.evaluate checkpoint=PATH [split=...] ------------
+# --- one checkpoint on its own data ------------------------------------------------------
 
 
-@dataclass
-class EvaluateConf:
-    checkpoint: str = "latest"
-    split: str = "test"  # train | val | test
-    # Evaluate on this fraction of the split's rows (a fixed, seeded subset).
-    fraction: float = 1.0
-    # The original's source-vs-masked experiment: classify BERT-masked inputs instead.
-    use_masked_tokens: bool = False
-    mask_prob: float = 0.15
-    seed: int = 0
-    batch_size: int = 256
-    device: str = "cpu"
-    # null: the data folder the checkpoint was trained with.
-    data_dir: str | None = None
-
-
-def evaluate_checkpoint(cfg: EvaluateConf, path: Path) -> dict:
-    """Metrics of one checkpoint on a split of the data it was trained on."""
-    from omegaconf import OmegaConf
-
+def evaluate_checkpoint(
+    path: Path, split: str = "test", fraction: float = 1.0, masked: bool = False,
+    mask_prob: float = 0.15, seed: int = 0, batch_size: int = 256, device: str = "cpu",
+    data_dir: str | None = None,
+) -> dict:  # fmt: skip
+    """Metrics of one checkpoint on a split of the data it was trained on: all of it, or
+    a fixed seeded `fraction`; with `masked`, on BERT-masked inputs (seeded masks)."""
     from tokentango.checkpoints import restore_model
-    from tokentango.data import load_cache_dir, load_dataset, settings_from_config
 
-    if cfg.split not in SPLITS:
-        raise ConfigError(f"invalid argument split={cfg.split!r}: one of {', '.join(SPLITS)}")
-    if not 0.0 < cfg.fraction <= 1.0:
-        raise ConfigError(f"invalid argument fraction={cfg.fraction}: must be in (0, 1]")
-    if cfg.batch_size < 1:
-        raise ConfigError(f"invalid argument batch_size={cfg.batch_size}: must be >= 1")
-    device = resolve_device(cfg.device)
-    model, meta, _ = restore_model(path, device)
-    run_cfg = OmegaConf.create(meta["config"])
-    if cfg.data_dir is not None:
-        run_cfg.paths.data_dir = cfg.data_dir
-    # The run's own cache when it is still there: no CSV needed; else rebuilt from the CSV.
-    cache = Path(run_cfg.paths.data_dir) / "cache" / meta.get("data_cache", "-")
-    dataset = (
-        load_cache_dir(cache) if (cache / "meta.json").is_file()
-        else load_dataset(settings_from_config(run_cfg), run_cfg.paths.data_dir)
-    )  # fmt: skip
-    split = dataset.splits[cfg.split]
-    if cfg.fraction < 1.0:
-        rng = np.random.default_rng(cfg.seed)
-        rows = np.sort(rng.permutation(len(split))[: max(1, round(cfg.fraction * len(split)))])
-        split = Split(split.ids[rows], split.lengths[rows], split.labels[rows])
-    probs = predict(model, split, cfg.batch_size, device,
-                    mask_prob=cfg.mask_prob if cfg.use_masked_tokens else None,
-                    seed=cfg.seed)  # fmt: skip
-    metrics = classification_metrics(split.labels.astype(int), (probs >= 0.5).astype(int))
+    if split not in SPLITS:
+        raise ConfigError(f"invalid argument --split {split!r}: one of {', '.join(SPLITS)}")
+    if not 0.0 < fraction <= 1.0:
+        raise ConfigError(f"invalid argument --fraction {fraction}: must be in (0, 1]")
+    if batch_size < 1:
+        raise ConfigError(f"invalid argument --batch-size {batch_size}: must be >= 1")
+    target = resolve_device(device)
+    model, meta, _ = restore_model(path, target)
+    rows = run_dataset(meta, data_dir).splits[split]
+    if fraction < 1.0:
+        rng = np.random.default_rng(seed)
+        keep = np.sort(rng.permutation(len(rows))[: max(1, round(fraction * len(rows)))])
+        rows = Split(rows.ids[keep], rows.lengths[keep], rows.labels[keep])
+    probs = predict(model, rows, batch_size, target, mask_prob=mask_prob if masked else None,
+                    seed=seed)  # fmt: skip
+    metrics = classification_metrics(rows.labels.astype(int), (probs >= 0.5).astype(int))
     return {
         "checkpoint": str(path), "run_name": meta.get("run_name"), "step": meta.get("step"),
-        "split": cfg.split, "fraction": cfg.fraction, "use_masked_tokens": cfg.use_masked_tokens,
-        "mask_prob": cfg.mask_prob if cfg.use_masked_tokens else None, "seed": cfg.seed,
+        "split": split, "fraction": fraction, "use_masked_tokens": masked,
+        "mask_prob": mask_prob if masked else None, "seed": seed,
         "evaluated_at": datetime.now().isoformat(timespec="seconds"), **metrics,
     }  # fmt: skip
+
+
+def run_dataset(meta: dict, data_dir: str | None = None):
+    """The tokenized data a checkpoint was trained on: the run's own cache when it is still
+    there (no CSV needed), else rebuilt from the CSV."""
+    from omegaconf import OmegaConf
+
+    from tokentango.data import load_cache_dir, load_dataset, settings_from_config
+
+    run_cfg = OmegaConf.create(meta["config"])
+    if data_dir is not None:
+        run_cfg.runtime.data_dir = data_dir
+    cache = Path(run_cfg.runtime.data_dir) / "cache" / meta.get("data_cache", "-")
+    if (cache / "meta.json").is_file():
+        return load_cache_dir(cache)
+    return load_dataset(settings_from_config(run_cfg), run_cfg.runtime.data_dir)
 
 
 def result_path(checkpoint: Path, split: str, masked: bool) -> Path:
@@ -171,29 +140,9 @@ def result_path(checkpoint: Path, split: str, masked: bool) -> Path:
     return path
 
 
-def main(argv: list[str] | None = None) -> int:
-    from tokentango.checkpoints import CheckpointError, find_checkpoint
-    from tokentango.config import PROJECT_ROOT, parse_cli_config
-    from tokentango.data import DataError
+if __name__ == "__main__":  # python -m tokentango.evaluate --checkpoint PATH ...
+    import sys
 
-    try:
-        cfg = parse_cli_config(EvaluateConf, sys.argv[1:] if argv is None else argv)
-        path = find_checkpoint(cfg.checkpoint, PROJECT_ROOT / "experiments")
-        result = evaluate_checkpoint(cfg, path)
-    except (ConfigError, CheckpointError, DataError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    out = result_path(path, cfg.split, cfg.use_masked_tokens)
-    with open(out, "x") as f:  # "x": never overwrite an earlier result
-        json.dump(result, f, indent=2)
-    masked = " (masked tokens)" if cfg.use_masked_tokens else ""
-    print(f"{path.name} on {cfg.split}{masked}, {result['n']} rows: accuracy "
-          f"{result['accuracy']:.4f}  precision {result['precision']:.4f}  recall "
-          f"{result['recall']:.4f}  f1 {result['f1']:.4f}")  # fmt: skip
-    print(format_confusion(result["confusion_matrix"]))
-    print(f"written: {out}")
-    return 0
+    from tokentango.cli.evaluate import main
 
-
-if __name__ == "__main__":
     sys.exit(main())

@@ -100,9 +100,11 @@ class BertClassifier(nn.Module):
         super().__init__()
         self.vocab_size = vocab_size
         self.max_length = max_length
-        # The architecture settings, to name what differs when a checkpoint does not fit.
-        self.settings = {"d_model": d_model, "n_heads": n_heads, "n_layers": n_layers,
-                         "d_ff": d_ff, "max_length": max_length}  # fmt: skip
+        # The architecture settings by config key, to name what differs when a checkpoint
+        # does not fit.
+        self.settings = {"model.d_model": d_model, "model.n_heads": n_heads,
+                         "model.n_layers": n_layers, "model.d_ff": d_ff,
+                         "data.max_length": max_length}  # fmt: skip
         self.tok_emb = nn.Embedding(vocab_size, d_model, padding_idx=PAD_ID)
         self.pos_emb = nn.Embedding(max_length, d_model)
         self.emb_norm = nn.LayerNorm(d_model)
@@ -149,11 +151,12 @@ class BertClassifier(nn.Module):
         return self.classify(self.encode(ids))
 
 
-def build_model(model_cfg, vocab_size: int) -> BertClassifier:
-    """The encoder described by a `model/` config, sized to the tokenizer's vocabulary."""
+def build_model(model_cfg, vocab_size: int, max_length: int) -> BertClassifier:
+    """The encoder described by a `model/` config, sized to the tokenizer (its vocabulary
+    and its row length, `data.max_length`)."""
     return BertClassifier(
         vocab_size=vocab_size, d_model=model_cfg.d_model, n_heads=model_cfg.n_heads,
-        n_layers=model_cfg.n_layers, d_ff=model_cfg.d_ff, max_length=model_cfg.max_length,
+        n_layers=model_cfg.n_layers, d_ff=model_cfg.d_ff, max_length=max_length,
         dropout=model_cfg.dropout, activation=model_cfg.activation,
         norm_first=model_cfg.norm_first,
     )  # fmt: skip

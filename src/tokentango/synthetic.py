@@ -10,12 +10,13 @@ regression lands between 80% and 95% on its test split (tests/test_data.py check
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from filelock import FileLock
+
+from tokentango.rundir import write_atomically
 
 COLUMNS = [
     "id", "domain", "type", "url", "content", "scraped_at", "inserted_at", "updated_at",
@@ -263,8 +264,7 @@ def ensure_sample_corpus(data_dir: str | Path, n_rows: int, seed: int = 0) -> Pa
     with FileLock(str(path) + ".lock"):
         if path.exists():
             return path
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        frame = generate_corpus(n_rows, seed)
         # index=True gives the leading unnamed index column of the real file.
-        generate_corpus(n_rows, seed).to_csv(tmp, index=True)
-        os.replace(tmp, path)
+        write_atomically(path, lambda tmp: frame.to_csv(tmp, index=True))
     return path

@@ -1,0 +1,290 @@
+"""The training loop as plain functions: `set_up` -> (`next_batch` -> `train_step` ->
+`advance`)* with `evaluate_and_checkpoint` every `trainer.eval_every` steps ->
+`final_results`. `train` strings them together for one run; a benchmark can call the
+same pieces.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+
+from tokentango import checkpoints, rundir
+from tokentango.data import (
+    Dataset,
+    batch_tensors,
+    epoch_batches,
+    load_dataset,
+    settings_from_config,
+)
+from tokentango.device import autocast, resolve_device, set_threads
+from tokentango.evaluate import evaluate_split
+from tokentango.model import BertClassifier, Losses, build_model, compute_losses
+from tokentango.rng import rng_state, seed_everything, set_rng_state
+
+log = logging.getLogger("tokentango.loop")
+
+
+@dataclass
+class LoopState:
+    """Everything the loop carries between steps; saved in checkpoints for exact resume."""
+
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    samples: int = 0
+    step_seconds: float = 0.0  # inside training steps only: the samples/s denominator
+    seconds: float = 0.0  # the whole loop, evaluations and checkpoints included
+    best_val_accuracy: float = -1.0
+    best_step: int = 0
+    evals_without_gain: int = 0
+    reached_threshold: bool = False
+    status: str = "running"
+    cls_losses: list[float] = field(default_factory=list)
+    mlm_losses: list[float] = field(default_factory=list)
+
+    def resumable(self) -> dict[str, Any]:
+        return {k: v for k, v in vars(self).items() if k not in ("cls_losses", "mlm_losses")}
+
+
+@dataclass
+class Training:
+    """What one run trains with, built once by `set_up`."""
+
+    cfg: DictConfig
+    run_dir: Path
+    run_name: str
+    data: Dataset
+    model: BertClassifier
+    optimizer: torch.optim.Optimizer
+    device: torch.device
+    checkpoint_dir: Path
+    state: LoopState
+    total_steps: int
+    batches_per_epoch: int
+    epoch_order: tuple[int, list[np.ndarray]] = (-1, [])  # (epoch, its batches)
+
+
+def optimizer_name(cfg: DictConfig) -> str:
+    """`adam` for torch.optim.Adam: the short name the report and the CLIs show."""
+    return str(cfg.optimizer._target_).rsplit(".", 1)[-1].lower()
+
+
+def set_up(
+    cfg: DictConfig, run_dir: Path, run_name: str, resume_from: Path | None = None
+) -> Training:
+    """Seed, data, model and optimizer for a run; from a checkpoint of it when given."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    seed_everything(cfg.seed)
+    set_threads(cfg.runtime.threads)
+    device = resolve_device(cfg.runtime.device)
+    data = load_dataset(settings_from_config(cfg), cfg.runtime.data_dir)
+    sizes = {k: data.stats[k] for k in ("train_rows", "val_rows", "test_rows", "vocab_size")}
+    log.info("data: %s (%s)", sizes, "cache hit" if data.from_cache else "built")
+    model = build_model(cfg.model, data.vocab_size, cfg.data.max_length).to(device)
+    optimizer = instantiate(cfg.optimizer, params=model.parameters(), _convert_="all")
+    log.info("model %s: %.2fM parameters on %s (%s)", cfg.model.name,
+             sum(p.numel() for p in model.parameters()) / 1e6, device,
+             cfg.runtime.precision)  # fmt: skip
+    t = cfg.trainer
+    per_epoch = len(epoch_batches(data.splits["train"].lengths, t.batch_size, cfg.seed, 0))
+    total = per_epoch * t.epochs if t.max_steps is None else min(per_epoch * t.epochs, t.max_steps)
+    training = Training(
+        cfg=cfg, run_dir=run_dir, run_name=run_name, data=data, model=model,
+        optimizer=optimizer, device=device,
+        checkpoint_dir=rundir.checkpoint_dir(run_dir, cfg.runtime.checkpoint_dir),
+        state=LoopState(), total_steps=total, batches_per_epoch=per_epoch,
+    )  # fmt: skip
+    if resume_from is not None:
+        training.state = resume_state(training, resume_from)
+    rundir.keep_metrics_up_to(run_dir, training.state.step)
+    return training
+
+
+def resume_state(training: Training, checkpoint: Path) -> LoopState:
+    """Load a checkpoint of this run into the model and optimizer; its loop state."""
+    meta = checkpoints.load_checkpoint(training.model, checkpoint, training.optimizer,
+                                       map_location=training.device)  # fmt: skip
+    if meta["state"].get("tokenizer") != training.data.tokenizer.to_str():
+        raise checkpoints.CheckpointError(
+            f"{checkpoint} was trained on other token ids than the data gives now "
+            f"({training.data.cache_dir.name}): the data file or its preprocessing changed"
+        )
+    state = LoopState(**meta["loop"])
+    set_rng_state(meta["state"]["rng"])
+    abandoned = checkpoints.set_aside_after(training.checkpoint_dir, state.step,
+                                            training.run_name)  # fmt: skip
+    log.info("resumed from %s at step %d%s", checkpoint, state.step,
+             f"; {len(abandoned)} later checkpoints renamed *.abandoned" if abandoned
+             else "")  # fmt: skip
+    return state
+
+
+def next_batch(training: Training) -> tuple[torch.Tensor, torch.Tensor]:
+    """The batch at the state's position in the data order, a function of (seed, epoch)."""
+    state, cfg = training.state, training.cfg
+    if training.epoch_order[0] != state.epoch:
+        lengths = training.data.splits["train"].lengths
+        order = epoch_batches(lengths, cfg.trainer.batch_size, cfg.seed, state.epoch)
+        training.epoch_order = (state.epoch, order)
+    index = training.epoch_order[1][state.batch_in_epoch]
+    return batch_tensors(training.data.splits["train"], index, training.device)
+
+
+def train_step(
+    model: BertClassifier, optimizer: torch.optim.Optimizer, ids: torch.Tensor,
+    labels: torch.Tensor, cfg: DictConfig, device: torch.device,
+) -> Losses:  # fmt: skip
+    """One optimizer step on one batch: losses (under the run's precision), backward,
+    gradient clipping, update."""
+    with autocast(device, cfg.runtime.precision):
+        losses = compute_losses(model, ids, labels, cfg.use_mlm, cfg.objective.mask_prob,
+                                cfg.objective.mlm_weight)  # fmt: skip
+    optimizer.zero_grad(set_to_none=True)
+    losses.total.backward()
+    if cfg.trainer.grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.trainer.grad_clip)
+    optimizer.step()
+    return losses
+
+
+def advance(training: Training, losses: Losses, n_samples: int, seconds: float) -> None:
+    """Count a finished step: losses, samples, time and the position in the data order."""
+    state = training.state
+    state.step_seconds += seconds
+    state.cls_losses.append(losses.cls.item())
+    if losses.mlm is not None:
+        state.mlm_losses.append(losses.mlm.item())
+    state.step += 1
+    state.samples += n_samples
+    state.batch_in_epoch += 1
+    if state.batch_in_epoch == training.batches_per_epoch:
+        state.epoch, state.batch_in_epoch = state.epoch + 1, 0
+
+
+def should_stop_early(state: LoopState, val_accuracy: float, es: DictConfig | None) -> bool:
+    """Update best/patience bookkeeping; True once patience runs out past the threshold."""
+    improved = val_accuracy > state.best_val_accuracy
+    if improved:
+        state.best_val_accuracy, state.best_step = val_accuracy, state.step
+    if es is None:
+        return False
+    if val_accuracy >= es.threshold:
+        state.reached_threshold = True
+    if not state.reached_threshold:
+        return False
+    state.evals_without_gain = 0 if improved else state.evals_without_gain + 1
+    return state.evals_without_gain >= es.patience
+
+
+def _mean(values: list[float]) -> float | None:
+    return float(np.mean(values)) if values else None
+
+
+def evaluate_and_checkpoint(training: Training, loop_started: float) -> dict[str, Any]:
+    """Validation figures appended to metrics.jsonl, a checkpoint, early-stopping
+    bookkeeping; returns the metrics record."""
+    cfg, state = training.cfg, training.state
+    val = evaluate_split(training.model, training.data.splits["val"],
+                         cfg.runtime.eval_batch_size, training.device,
+                         cfg.runtime.precision)  # fmt: skip
+    if should_stop_early(state, val["accuracy"], cfg.trainer.early_stopping):
+        state.status = rundir.EARLY_STOPPED
+    state.seconds = time.perf_counter() - loop_started
+    record = {
+        "step": state.step, "epoch": state.epoch, "samples": state.samples,
+        "cls_loss": _mean(state.cls_losses), "mlm_loss": _mean(state.mlm_losses),
+        "val_accuracy": val["accuracy"], "val_f1": val["f1"],
+        "elapsed_seconds": round(state.seconds, 3),
+    }  # fmt: skip
+    rundir.append_metrics(training.run_dir, record)
+    checkpoints.save_checkpoint(
+        training.checkpoint_dir, training.model, training.optimizer,
+        meta={
+            "run_name": training.run_name, "run_dir": str(training.run_dir),
+            "step": state.step, "epoch": state.epoch, "val_accuracy": val["accuracy"],
+            "optimizer": optimizer_name(cfg), "use_mlm": cfg.use_mlm,
+            "cls_losses": state.cls_losses, "mlm_losses": state.mlm_losses,
+            "loop": state.resumable(), "config": OmegaConf.to_container(cfg, resolve=True),
+            "data_cache": training.data.cache_dir.name,
+        },
+        state={"rng": rng_state(), "tokenizer": training.data.tokenizer.to_str()},
+    )  # fmt: skip
+    checkpoints.prune_checkpoints(training.checkpoint_dir, cfg.trainer.keep_last,
+                                  training.run_name)  # fmt: skip
+    state.cls_losses, state.mlm_losses = [], []
+    mlm = f" mlm_loss {record['mlm_loss']:.4f}" if record["mlm_loss"] is not None else ""
+    log.info("step %d: cls_loss %.4f%s val_accuracy %.4f", state.step, record["cls_loss"],
+             mlm, val["accuracy"])  # fmt: skip
+    return record
+
+
+def final_results(training: Training) -> dict[str, Any]:
+    """The best-on-validation checkpoint scored on the whole test split, and the run's
+    numbers: what results.json holds."""
+    cfg, state = training.cfg, training.state
+    best = checkpoints.best_checkpoint(training.checkpoint_dir, training.run_name)
+    checkpoints.load_checkpoint(training.model, best, map_location=training.device)
+    test = evaluate_split(training.model, training.data.splits["test"],
+                          cfg.runtime.eval_batch_size, training.device,
+                          cfg.runtime.precision)  # fmt: skip
+    return {
+        "status": rundir.COMPLETED if state.status == "running" else state.status,
+        "run_name": training.run_name,
+        "test_accuracy": test["accuracy"], "test_precision": test["precision"],
+        "test_recall": test["recall"], "test_f1": test["f1"],
+        "confusion_matrix": test["confusion_matrix"], "test_rows": test["n"],
+        "optimizer": optimizer_name(cfg), "lr": cfg.optimizer.lr, "use_mlm": cfg.use_mlm,
+        "seed": cfg.seed, "train_frac": cfg.train_frac, "model": cfg.model.name,
+        "data": cfg.data.name, "steps": state.step, "epochs_completed": state.epoch,
+        "samples": state.samples, "best_step": state.best_step,
+        "best_val_accuracy": state.best_val_accuracy, "best_checkpoint": str(best),
+        "train_seconds": round(state.seconds, 3),
+        "samples_per_second": round(state.samples / max(state.step_seconds, 1e-9), 2),
+        "device": str(training.device), "precision": str(cfg.runtime.precision),
+        "parameters": sum(p.numel() for p in training.model.parameters()),
+        "config": OmegaConf.to_container(cfg, resolve=True),
+    }  # fmt: skip
+
+
+def train(
+    cfg: DictConfig, run_dir: Path, run_name: str, resume_from: Path | None = None
+) -> dict[str, Any]:
+    """One training run in `run_dir` (from scratch, or from a checkpoint of this run);
+    returns the results also written to results.json."""
+    training = set_up(cfg, Path(run_dir), run_name, resume_from)
+    state = training.state
+    show_bar = cfg.runtime.progress_bar
+    bar = tqdm(total=training.total_steps, initial=state.step, desc=run_name, dynamic_ncols=True,
+               disable=not (sys.stderr.isatty() if show_bar is None else show_bar))  # fmt: skip
+    loop_started = time.perf_counter() - state.seconds
+    training.model.train()
+    while state.step < training.total_steps and state.status == "running":
+        ids, labels = next_batch(training)
+        step_started = time.perf_counter()
+        losses = train_step(training.model, training.optimizer, ids, labels, cfg,
+                            training.device)  # fmt: skip
+        advance(training, losses, len(labels), time.perf_counter() - step_started)
+        bar.update(1)
+        if state.step % cfg.trainer.eval_every == 0 or state.step == training.total_steps:
+            record = evaluate_and_checkpoint(training, loop_started)
+            bar.set_postfix(loss=f"{record['cls_loss']:.3f}",
+                            val_acc=f"{record['val_accuracy']:.3f}")  # fmt: skip
+    bar.close()
+    if state.status == rundir.EARLY_STOPPED:
+        es = cfg.trainer.early_stopping
+        log.info("early stop at step %d: no gain for %d evaluations past %.2f", state.step,
+                 es.patience, es.threshold)  # fmt: skip
+    results = final_results(training)
+    rundir.write_json(Path(run_dir) / rundir.RESULTS_FILE, results)
+    return results

@@ -1,0 +1,77 @@
+"""Sweep report: `python -m tokentango.report DIR [DIR ...] [--out DIR] [--metric NAME]
+[--target ACC]`.
+
+Run folders (any folder holding `.hydra/config.yaml`) -> runs grouped by every setting that
+varies except the seed and `runtime` -> per-group statistics, convergence and pairwise tests
+-> report.md, report.csv and PNG plots. Each stage is a plain function that a test can call
+alone: `find_runs` -> `group_runs` -> `run_table` / `summarize` / `compare` -> `plot_*` ->
+`write_report`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from tokentango.report.markdown import markdown_table, render_markdown
+from tokentango.report.plots import plot_losses, plot_metric_bars, plot_val_accuracy
+from tokentango.report.runs import (
+    Group,
+    ReportError,
+    Run,
+    find_runs,
+    flatten_config,
+    group_runs,
+    read_run,
+    setting_keys,
+)
+from tokentango.report.stats import _number, compare, difference_test, run_table, summarize
+
+__all__ = [
+    "Group", "ReportError", "Run", "check_metric", "compare", "difference_test", "find_runs",
+    "flatten_config", "group_runs", "markdown_table", "read_run", "run_table",
+    "setting_keys", "summarize", "write_report",
+]  # fmt: skip
+
+
+def write_report(out_dir: str | Path, dirs: Sequence[str | Path], runs: Sequence[Run],
+                 metric: str = "test_accuracy", target: float = 0.80) -> str:  # fmt: skip
+    """Group, summarize, compare and plot `runs`; write the files into `out_dir`.
+
+    Returns the Markdown text written to report.md.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    groups = group_runs(runs)
+    summary = summarize(groups, metric, target)
+    comparisons = compare(groups, metric)
+    plot_val_accuracy(groups, out / "val_accuracy.png", target)
+    plot_metric_bars(groups, out / "test_accuracy.png", metric)
+    plot_losses(groups, out / "losses.png")
+    table = pd.concat([run_table(groups, metric, target), summary], ignore_index=True)
+    for column in ("seed", "steps", "n", "N", "steps_to_target"):  # 42, not 42.0, in the CSV
+        if column in table and table[column].map(_integral).all():
+            table[column] = table[column].astype("Int64")
+    table.to_csv(out / "report.csv", index=False)
+    text = render_markdown(dirs, runs, groups, summary, comparisons, metric, target)
+    (out / "report.md").write_text(text + "\n")
+    return text
+
+
+def _integral(value: Any) -> bool:
+    """True for a whole number or a missing value (NaN/None)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return True
+    return isinstance(value, int | float) and not isinstance(value, bool) and value == int(value)
+
+
+def check_metric(runs: Iterable[Run], metric: str) -> None:
+    """Raise ReportError if finished runs exist but none has a numeric `metric`."""
+    finished = [r for r in runs if r.ok]
+    if finished and all(math.isnan(_number((r.results or {}).get(metric))) for r in finished):
+        raise ReportError(f"--metric {metric}: no finished run has a numeric {metric!r} "
+                          "in results.json")  # fmt: skip

@@ -1,0 +1,105 @@
+"""The report's plots (and the project's one plotting style: `new_figure`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from tokentango.report.runs import Group
+from tokentango.report.stats import _metric_by_seed, _number
+
+
+def new_figure(ncols: int = 1) -> tuple[Figure, list]:
+    """A figure with `ncols` axes on the Agg backend: every plot of the project is made so,
+    without pyplot's global state."""
+    fig = Figure(figsize=(6.5 * ncols, 4.2), layout="constrained")
+    FigureCanvasAgg(fig)  # the Agg backend, without pyplot's global state
+    axes = fig.subplots(1, ncols, squeeze=False)[0]
+    return fig, list(axes)
+
+
+def _curves(group: Group, key: str) -> pd.DataFrame:
+    """step x run table of `key` over the group's finished runs (NaN where a run has none)."""
+    series = []
+    for i, run in enumerate(group.ok_runs):
+        points = {r["step"]: _number(r.get(key)) for r in run.metrics}
+        series.append(pd.Series(points, name=i, dtype=float))
+    if not series:
+        return pd.DataFrame()
+    return pd.concat(series, axis=1).sort_index()
+
+
+def _plot_band(ax: Any, groups: Sequence[Group], key: str) -> bool:
+    drew = False
+    for group in groups:
+        table = _curves(group, key)
+        if table.empty or table.isna().all().all():
+            continue
+        mean, std = table.mean(axis=1), table.std(axis=1, ddof=1)
+        line = ax.plot(mean.index, mean.values, marker=".", label=group.label)[0]
+        band = std.notna()
+        if band.any():  # a band needs two runs at that step
+            ax.fill_between(mean.index[band], (mean - std)[band], (mean + std)[band],
+                            color=line.get_color(), alpha=0.2)  # fmt: skip
+        drew = True
+    return drew
+
+
+def _no_data(ax: Any, what: str) -> None:
+    ax.text(0.5, 0.5, f"no {what}", ha="center", va="center", transform=ax.transAxes)
+
+
+def plot_val_accuracy(groups: Sequence[Group], path: Path, target: float = 0.80) -> Path:
+    """Validation accuracy against step: mean per group, band = mean +- std over seeds."""
+    fig, (ax,) = new_figure()
+    if _plot_band(ax, groups, "val_accuracy"):
+        ax.axhline(target, color="grey", linestyle="--", linewidth=1, label=f"target {target:g}")
+        ax.legend(fontsize="small")
+    else:
+        _no_data(ax, "validation metrics")
+    ax.set(xlabel="step", ylabel="validation accuracy",
+           title="Validation accuracy (mean ± std over seeds)")  # fmt: skip
+    fig.savefig(path, dpi=110)
+    return Path(path)
+
+
+def plot_metric_bars(groups: Sequence[Group], path: Path, metric: str = "test_accuracy") -> Path:
+    """One bar per group: the mean of `metric`, error bar = std over seeds, dots = runs."""
+    fig, (ax,) = new_figure()
+    values = [[v for _, v in _metric_by_seed(g, metric)] for g in groups]
+    if any(values):
+        x = np.arange(len(groups))
+        means = [float(np.mean(v)) if v else 0.0 for v in values]
+        stds = [float(np.std(v, ddof=1)) if len(v) >= 2 else 0.0 for v in values]
+        ax.bar(x, means, yerr=stds, capsize=4, color="tab:blue", alpha=0.7)
+        for i, vals in enumerate(values):  # the runs themselves, so n and spread are visible
+            ax.plot([i + 0.3] * len(vals), vals, "o", color="black", markersize=3, alpha=0.6)
+        labels = [
+            f"{g.label}\n({len(v)} of {len(g.runs)})" for g, v in zip(groups, values, strict=True)
+        ]
+        ax.set_xticks(x, labels, rotation=20 if len(groups) > 3 else 0, fontsize="small")
+    else:
+        _no_data(ax, f"finished runs with {metric}")
+    ax.set(ylabel=metric, title=f"{metric} per group (mean ± std over seeds)")
+    fig.savefig(path, dpi=110)
+    return Path(path)
+
+
+def plot_losses(groups: Sequence[Group], path: Path) -> Path:
+    """Classification and MLM loss against step, mean per group with a std band."""
+    fig, axes = new_figure(2)
+    for ax, key, title in ((axes[0], "cls_loss", "Classification loss"),
+                           (axes[1], "mlm_loss", "MLM loss")):  # fmt: skip
+        if _plot_band(ax, groups, key):
+            ax.legend(fontsize="small")
+        else:
+            _no_data(ax, key.replace("_", " ") + " (no run used it)" * (key == "mlm_loss"))
+        ax.set(xlabel="step", ylabel=key, title=title)
+    fig.savefig(path, dpi=110)
+    return Path(path)

@@ -1,0 +1,214 @@
+"""The Hydra entry point: `python -m tokentango.train [overrides]` (`--multirun`: a sweep).
+
+Before Hydra starts (`cli`): the original's environment variables become defaults, old key
+names are moved to their homes, a single run gets its name, a sweep learns which
+overrides tell its jobs apart, and `checkpoint=latest|PATH` is turned into the file and the
+folder of the run it resumes. Inside Hydra (`main`), per job: compose, validate, skip a
+finished job or resume an interrupted one, train (tokentango.loop), record a failure.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from tokentango import checkpoints, rundir
+from tokentango.config import (
+    BUDGET_KEYS,
+    CONF_DIR,
+    IDENTITY_KEYS,
+    Config,
+    ConfigError,
+    default_experiments_dir,
+    is_runtime_key,
+    legacy_env_overrides,
+    override_keys,
+    parse_overrides,
+    rename_overrides,
+    validate,
+)
+from tokentango.device import resolve_device
+from tokentango.evaluate import format_confusion
+from tokentango.loop import optimizer_name, train
+
+log = logging.getLogger("tokentango.run")
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
+def main(cfg: DictConfig) -> float | None:
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    try:
+        validate(cfg)
+        resolve_device(cfg.runtime.device)
+        plan = plan_job(cfg, run_dir, list(hydra_cfg.overrides.task))
+    except (ConfigError, checkpoints.CheckpointError) as err:
+        rundir.remove_if_unstarted(run_dir)  # nothing was trained: leave no half-made folder
+        if hydra_cfg.mode == RunMode.RUN:
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(2)
+        raise
+    if plan.get("skip"):
+        print(f"{run_dir.name}: already {plan['skip']['status']}, skipped")
+        return plan["skip"].get("test_accuracy")
+    cfg, run_name = plan["cfg"], plan["run_name"]
+    try:
+        results = train(cfg, run_dir, run_name, plan["resume_from"])
+    except Exception as err:
+        # Recorded where the report looks; then Hydra goes on with the rest of the sweep.
+        rundir.record_failure(run_dir, {
+            "status": rundir.FAILED, "run_name": run_name,
+            "error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc(),
+            "optimizer": optimizer_name(cfg), "use_mlm": cfg.use_mlm, "seed": cfg.seed,
+            "train_frac": cfg.train_frac,
+        })  # fmt: skip
+        raise
+    print_results(results, run_dir)
+    return results["test_accuracy"]
+
+
+def plan_job(cfg: DictConfig, run_dir: Path, task_overrides: list[str]) -> dict[str, Any]:
+    """What this job does: skip (its folder holds a finished run), resume (from the
+    checkpoint `cli` chose, or its folder's newest: a sweep rerun), or start afresh."""
+    previous = rundir.read_results(run_dir)
+    rerun = cfg.checkpoint == "train"
+    if rerun and previous and previous.get("status") in rundir.FINISHED:
+        rundir.keep_own_hydra_config(run_dir, previous.get("config"))
+        return {"skip": previous}
+    if rerun:
+        # In a shared checkpoint_dir, only this folder's own checkpoints count.
+        shared = cfg.runtime.checkpoint_dir
+        ckpt_dir = rundir.checkpoint_dir(run_dir, shared)
+        resume_from = checkpoints.latest_checkpoint(ckpt_dir, run_dir=run_dir if shared else None)
+    else:
+        resume_from = Path(cfg.checkpoint)
+    # Sweep jobs get a fresh name each; a single run's was chosen by `cli`.
+    run_name = cfg.run_name or rundir.new_run_name()
+    if resume_from is not None:
+        meta = checkpoints.read_metadata(resume_from, require_resumable=True)
+        cfg = resume_config(cfg, meta, task_overrides)
+        run_name = meta["run_name"]
+        if rerun:
+            rundir.keep_own_hydra_config(run_dir, meta["config"])
+    return {"cfg": cfg, "run_name": run_name, "resume_from": resume_from}
+
+
+def may_change_on_resume(key: str) -> bool:
+    """A resumed run keeps its own config but for how it runs and how long it trains."""
+    return is_runtime_key(key) or key in BUDGET_KEYS
+
+
+def resume_config(cfg: DictConfig, meta: dict, task_overrides: list[str]) -> DictConfig:
+    """The config a checkpoint was trained with, plus what the command line set explicitly
+    of `runtime` and the budget (to extend training or move it to another device)."""
+    resumed = OmegaConf.merge(OmegaConf.structured(Config), meta["config"])
+    given = override_keys(task_overrides)
+    for key in sorted(given):
+        if may_change_on_resume(key):
+            OmegaConf.update(resumed, key, OmegaConf.select(cfg, key), merge=False)
+    ignored = sorted(k for k in given if not may_change_on_resume(k) and k not in IDENTITY_KEYS)
+    if ignored:
+        log.warning("resuming %s with its own config: ignored %s (only runtime.* and %s may "
+                    "change)", meta["run_name"], ", ".join(ignored),
+                    ", ".join(BUDGET_KEYS))  # fmt: skip
+    if meta["loop"].get("status") == rundir.EARLY_STOPPED:
+        log.warning("%s stopped early at step %d: there is nothing to extend",
+                    meta["run_name"], meta["step"])  # fmt: skip
+    resumed.checkpoint = cfg.checkpoint
+    return resumed
+
+
+def print_results(results: dict, run_dir: Path) -> None:
+    print(
+        f"\n{results['run_name']}: {results['status']} after {results['steps']} steps "
+        f"({results['train_seconds']:.0f}s, {results['samples_per_second']:.0f} samples/s)\n"
+        f"test accuracy {results['test_accuracy']:.4f}  precision {results['test_precision']:.4f}"
+        f"  recall {results['test_recall']:.4f}  f1 {results['test_f1']:.4f}\n"
+        f"{format_confusion(results['confusion_matrix'])}\n"
+        f"run folder: {run_dir}"
+    )
+
+
+# --- before Hydra starts --------------------------------------------------------------
+
+
+def _quote(value: str) -> str:
+    """A value Hydra's override parser reads as one plain string."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _value_of(overrides: list[str], key: str) -> str | None:
+    """The last single value the overrides give `key` (as Hydra parses it)."""
+    values = [o.value() for o in parse_overrides(overrides)
+              if o.key_or_group == key and not o.is_sweep_override()]  # fmt: skip
+    return None if not values or values[-1] is None else str(values[-1])
+
+
+def resume_overrides(overrides: list[str], spec: str) -> list[str]:
+    """`checkpoint=latest|PATH` as the checkpoint file plus the folder of the run it
+    resumes (the run continues there, its Hydra files go to `.hydra/resumed_<time>/`)."""
+    search = (
+        _value_of(overrides, "runtime.checkpoint_dir")
+        or _value_of(overrides, "runtime.experiments_dir")
+        or default_experiments_dir()
+    )
+    path = checkpoints.find_checkpoint(spec, search)
+    meta = checkpoints.read_metadata(path, require_resumable=True)
+    run_dir = rundir.run_dir_of_checkpoint(path, meta.get("run_dir"))
+    if run_dir is None:
+        raise checkpoints.CheckpointError(
+            f"{path}: its run folder {meta.get('run_dir')} is gone; put the checkpoint back "
+            f"in <run folder>/{rundir.CHECKPOINT_DIR}/ to resume it"
+        )
+    stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
+    keys = [o.key_or_group for o in parse_overrides(overrides)]
+    kept = [o for o, key in zip(overrides, keys, strict=True) if key != "checkpoint"]
+    return [
+        *kept, f"checkpoint={_quote(str(path))}", f"hydra.run.dir={_quote(str(run_dir))}",
+        f"hydra.output_subdir={_quote(f'{rundir.HYDRA_DIR}/resumed_{stamp}')}",
+    ]  # fmt: skip
+
+
+def prepare_overrides(argv: list[str], environ: dict[str, str]) -> list[str]:
+    """The command line Hydra gets: options kept, overrides renamed and completed."""
+    is_override = [("=" in a or a.startswith("~")) and not a.startswith("-") for a in argv]
+    options = [a for a, over in zip(argv, is_override, strict=True) if not over]
+    multirun = "-m" in options or "--multirun" in options
+    overrides = rename_overrides([a for a, over in zip(argv, is_override, strict=True) if over])
+    overrides = [*legacy_env_overrides(environ, overrides), *overrides]
+    spec = _value_of(overrides, "checkpoint") or "train"
+    if spec != "train" and multirun:
+        raise ConfigError(
+            f"checkpoint={spec} resumes one run; to resume a sweep, rerun the same --multirun "
+            "command with hydra.sweep.dir=<its folder>"
+        )
+    if spec != "train":
+        overrides = resume_overrides(overrides, spec)
+    elif multirun:
+        # Job folders are named by the overrides that vary: leave out those given once.
+        fixed = sorted(override_keys(overrides, sweeps=False))
+        overrides.append(f"hydra.job.config.override_dirname.exclude_keys=[{','.join(fixed)}]")
+    elif "run_name" not in override_keys(overrides):
+        overrides.append(f"run_name={rundir.new_run_name()}")
+    return [*options, *overrides]
+
+
+def cli() -> None:
+    """`python -m tokentango.train`: the command line prepared, then Hydra."""
+    try:
+        argv = prepare_overrides(sys.argv[1:], dict(os.environ))
+    except (ConfigError, checkpoints.CheckpointError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    sys.argv = [sys.argv[0], *argv]
+    main()
