@@ -74,6 +74,25 @@ def news_sample() -> Path:
     return SHARED_SAMPLE
 
 
+def train_in_process(*args: str) -> int:
+    """`python -m tokentango.train args...` inside this process (no interpreter start-up):
+    returns the exit status. Output goes to capsys as usual."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    from tokentango import run
+
+    argv = sys.argv
+    sys.argv = ["tokentango.train", *args]
+    try:
+        run.cli()
+        return 0
+    except SystemExit as exit_:
+        return exit_.code if isinstance(exit_.code, int) else 1
+    finally:
+        sys.argv = argv
+        GlobalHydra.instance().clear()
+
+
 def run_cli(module: str, *args: str, check: bool = True, cwd: Path | None = None):
     """Run `python -m <module> args...` as a user would; returns the CompletedProcess."""
     env = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONUNBUFFERED": "1"}

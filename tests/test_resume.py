@@ -15,9 +15,9 @@ from tests.conftest import (
     metric_values,
     read_metrics,
     read_results,
-    run_cli,
     tiny,
     tiny_sweep_command,
+    train_in_process,
 )
 from tokentango import checkpoints, run, rundir
 from tokentango.checkpoints import CheckpointError, read_metadata
@@ -115,12 +115,12 @@ def test_resume_keeps_the_runs_config_and_warns_about_ignored_overrides(
 def test_cli_checkpoint_latest_resumes_that_run(tmp_path: Path, data_dir: Path) -> None:
     common = [*TINY, f"runtime.experiments_dir={tmp_path}", f"runtime.data_dir={data_dir}",
               "trainer.early_stopping=null"]  # fmt: skip
-    run_cli("tokentango.train", *common, "trainer.max_steps=8", "optimizer=sgd", "seed=5")
+    assert train_in_process(*common, "trainer.max_steps=8", "optimizer=sgd", "seed=5") == 0
     (run_dir,) = (tmp_path / "runs").iterdir()
     first = read_results(run_dir)
     config_before = (run_dir / rundir.CONFIG_FILE).read_text()
     # Resume with defaults on the command line: the run's own config (sgd, seed 5) wins.
-    run_cli("tokentango.train", *common, "checkpoint=latest", "trainer.max_steps=12")
+    assert train_in_process(*common, "checkpoint=latest", "trainer.max_steps=12") == 0
     assert list((tmp_path / "runs").iterdir()) == [run_dir]  # same folder, no new one
     results = read_results(run_dir)
     assert results["run_name"] == first["run_name"]
@@ -131,7 +131,7 @@ def test_cli_checkpoint_latest_resumes_that_run(tmp_path: Path, data_dir: Path) 
 
 
 def test_sweep_rerun_skips_completed_and_resumes_interrupted(
-    tiny_sweep: Path, tmp_path: Path, data_dir: Path
+    tiny_sweep: Path, tmp_path: Path, data_dir: Path, capsys: pytest.CaptureFixture
 ) -> None:
     # A copy of the session's sweep, moved elsewhere: it resumes where it now is.
     sweep = tmp_path / "moved_sweep"
@@ -148,9 +148,8 @@ def test_sweep_rerun_skips_completed_and_resumes_interrupted(
     rundir.keep_metrics_up_to(interrupted, 4)
 
     # The rerun adds a setting that folder names leave out (it is the same for every job).
-    proc = run_cli("tokentango.train", *tiny_sweep_command(sweep, data_dir),
-                   "trainer.keep_last=7")  # fmt: skip
-    assert proc.stdout.count("already completed, skipped") == 3
+    assert train_in_process(*tiny_sweep_command(sweep, data_dir), "trainer.keep_last=7") == 0
+    assert capsys.readouterr().out.count("already completed, skipped") == 3
     assert (done / rundir.RESULTS_FILE).read_text() == done_results
     assert read_results(interrupted)["status"] == "completed"
     assert metric_values(interrupted) == expected

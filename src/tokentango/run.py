@@ -179,6 +179,10 @@ def resume_overrides(overrides: list[str], spec: str) -> list[str]:
     ]  # fmt: skip
 
 
+# Hydra options that show something and run nothing: no run needs a name then.
+_SHOWS_ONLY = {"--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c"}
+
+
 def prepare_overrides(argv: list[str], environ: dict[str, str]) -> list[str]:
     """The command line Hydra gets: options kept, overrides renamed and completed."""
     is_override = [("=" in a or a.startswith("~")) and not a.startswith("-") for a in argv]
@@ -198,7 +202,7 @@ def prepare_overrides(argv: list[str], environ: dict[str, str]) -> list[str]:
         # Job folders are named by the overrides that vary: leave out those given once.
         fixed = sorted(override_keys(overrides, sweeps=False))
         overrides.append(f"hydra.job.config.override_dirname.exclude_keys=[{','.join(fixed)}]")
-    elif "run_name" not in override_keys(overrides):
+    elif "run_name" not in override_keys(overrides) and not set(options) & _SHOWS_ONLY:
         overrides.append(f"run_name={rundir.new_run_name()}")
     return [*options, *overrides]
 
