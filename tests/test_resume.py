@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import copy
+import json
 import logging
 import shutil
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 from omegaconf import OmegaConf
 
 from tests.conftest import (
@@ -21,6 +24,7 @@ from tests.conftest import (
 )
 from tokentango import checkpoints, run, rundir
 from tokentango.checkpoints import CheckpointError, read_metadata
+from tokentango.config import RENAMED_KEYS
 from tokentango.loop import train
 
 
@@ -184,10 +188,13 @@ def test_a_moved_run_folder_resumes_in_place(trained_run: Path, tmp_path: Path) 
         shutil.move(tmp_path / "gone", trained_run)
 
 
-def test_model_checkpoint_path_selects_a_checkpoint(trained_run: Path) -> None:
-    overrides = run.prepare_overrides([], {"MODEL_CHECKPOINT_PATH": str(trained_run)})
-    assert f"checkpoint='{checkpoints.latest_checkpoint(trained_run)}'" in overrides
-    assert f"hydra.run.dir='{trained_run}'" in overrides
+def test_model_checkpoint_path_selects_a_checkpoint(trained_run: Path, tmp_path: Path) -> None:
+    # A path with a comma is one value, never a sweep.
+    run_dir = tmp_path / "995,000 rows" / trained_run.name
+    shutil.copytree(trained_run, run_dir)
+    overrides = run.prepare_overrides([], {"MODEL_CHECKPOINT_PATH": str(run_dir)})
+    assert f"checkpoint='{checkpoints.latest_checkpoint(run_dir)}'" in overrides
+    assert f"hydra.run.dir='{run_dir}'" in overrides
     overrides = run.prepare_overrides(["checkpoint=train"], {"MODEL_CHECKPOINT_PATH": "latest"})
     assert overrides[0] == "checkpoint=train"
 
@@ -207,3 +214,42 @@ def test_bad_resume_requests_exit_2_before_hydra_starts(
         err = capsys.readouterr().err
         assert err.startswith("error: ") and error in err and err.count("\n") == 1
     assert list(tmp_path.iterdir()) == []
+
+
+def to_earlier_layout(config: dict) -> dict:
+    """A config as versions before `runtime` wrote it (device, paths.*, model.max_length)."""
+    old = copy.deepcopy(config)
+    for old_key, new_key in RENAMED_KEYS.items():
+        node, leaf = new_key.split(".")
+        value = old[node].pop(leaf)
+        *parents, old_leaf = old_key.split(".")
+        target = old
+        for part in parents:
+            target = target.setdefault(part, {})
+        target[old_leaf] = value
+    del old["runtime"]  # what is left there (threads) did not exist yet
+    old["paths"]["root"] = "/where/it/was"
+    return old
+
+
+def test_a_checkpoint_of_the_earlier_layout_resumes(
+    trained_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    run_dir = tmp_path / "runs" / trained_run.name
+    shutil.copytree(trained_run, run_dir)
+    newest = checkpoints.latest_checkpoint(run_dir)
+    payload = torch.load(newest, weights_only=True)
+    meta = json.loads(payload["meta_json"])
+    meta["config"] = to_earlier_layout(meta["config"])
+    assert "device" in meta["config"] and "max_length" in meta["config"]["model"]
+    payload["meta_json"] = json.dumps(meta)
+    torch.save(payload, newest)
+    newest.with_suffix(".json").write_text(json.dumps({**meta, "file": newest.name}))
+
+    assert train_in_process(f"checkpoint={newest}", "trainer.max_steps=16") == 0
+    results = read_results(run_dir)
+    assert results["steps"] == 16 and results["run_name"] == "tiny-run-000000"
+    assert [m["step"] for m in read_metrics(run_dir)] == [4, 8, 12, 16]
+    assert results["config"]["data"]["max_length"] == 48  # from model.max_length
+    assert results["config"]["runtime"]["threads"] is None  # today's default
+    assert "tiny-run-000000: completed after 16 steps" in capsys.readouterr().out

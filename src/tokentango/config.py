@@ -303,6 +303,12 @@ def validate(cfg: DictConfig) -> None:
 
 # --- the original's environment variables ---------------------------------------------
 
+def quote_value(value: str) -> str:
+    """A value Hydra's override parser reads as one plain string (commas, quotes and
+    brackets included)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 # The original tokentango's environment variables, still honoured as defaults.
 LEGACY_ENV = {
     "TT_TRAIN_FRAC": "train_frac", "TT_BATCH_SIZE": "trainer.batch_size", "TT_LR": "optimizer.lr",
@@ -310,6 +316,9 @@ LEGACY_ENV = {
     "TT_DEVICE": "runtime.device", "TT_RUN_NAME": "run_name",
     "TT_CHECKPOINT_DIR": "runtime.checkpoint_dir", "MODEL_CHECKPOINT_PATH": "checkpoint",
 }  # fmt: skip
+
+
+_PATH_LIKE = ("run_name", "runtime.checkpoint_dir", "checkpoint")
 
 
 def legacy_env_overrides(environ: dict[str, str], overrides: list[str]) -> list[str]:
@@ -324,6 +333,8 @@ def legacy_env_overrides(environ: dict[str, str], overrides: list[str]) -> list[
             value = {"1": "true", "0": "false"}.get(value, value.lower())
         elif key == "optimizer":
             value = value.lower()
+        elif key in _PATH_LIKE:
+            value = quote_value(value)  # a path or name may hold commas: never a sweep
         env_overrides.append(f"{key}={value}")
     return env_overrides
 

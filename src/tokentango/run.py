@@ -34,6 +34,7 @@ from tokentango.config import (
     legacy_env_overrides,
     override_keys,
     parse_overrides,
+    quote_value,
     rename_overrides,
     validate,
 )
@@ -112,6 +113,8 @@ def resume_config(cfg: DictConfig, meta: dict, task_overrides: list[str]) -> Dic
     """The config a checkpoint was trained with, plus what the command line set explicitly
     of `runtime` and the budget (to extend training or move it to another device)."""
     resumed = OmegaConf.merge(OmegaConf.structured(Config), meta["config"])
+    for key in OmegaConf.missing_keys(resumed):  # newer than the checkpoint: today's value
+        OmegaConf.update(resumed, key, OmegaConf.select(cfg, key), merge=False)
     given = override_keys(task_overrides)
     for key in sorted(given):
         if may_change_on_resume(key):
@@ -142,11 +145,6 @@ def print_results(results: dict, run_dir: Path) -> None:
 # --- before Hydra starts --------------------------------------------------------------
 
 
-def _quote(value: str) -> str:
-    """A value Hydra's override parser reads as one plain string."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
 def _value_of(overrides: list[str], key: str) -> str | None:
     """The last single value the overrides give `key` (as Hydra parses it)."""
     values = [o.value() for o in parse_overrides(overrides)
@@ -174,9 +172,11 @@ def resume_overrides(overrides: list[str], spec: str) -> list[str]:
     keys = [o.key_or_group for o in parse_overrides(overrides)]
     kept = [o for o, key in zip(overrides, keys, strict=True) if key != "checkpoint"]
     return [
-        *kept, f"checkpoint={_quote(str(path))}", f"hydra.run.dir={_quote(str(run_dir))}",
-        f"hydra.output_subdir={_quote(f'{rundir.HYDRA_DIR}/resumed_{stamp}')}",
-    ]  # fmt: skip
+        *kept,
+        f"checkpoint={quote_value(str(path))}",
+        f"hydra.run.dir={quote_value(str(run_dir))}",
+        f"hydra.output_subdir={quote_value(f'{rundir.HYDRA_DIR}/resumed_{stamp}')}",
+    ]
 
 
 # Hydra options that show something and run nothing: no run needs a name then.

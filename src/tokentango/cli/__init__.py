@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from tokentango.config import ConfigError, default_experiments_dir
+from tokentango.config import default_experiments_dir
 
 USAGE_ERROR = 2
 
@@ -60,5 +60,3 @@ def find_checkpoint_arg(spec: str):
     return find_checkpoint(spec, default_experiments_dir())
 
 
-__all__ = ["ConfigError", "Parser", "add_checkpoint_flag", "defaults_of", "fail",
-           "find_checkpoint_arg"]  # fmt: skip
