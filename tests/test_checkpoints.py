@@ -25,7 +25,8 @@ from tokentango.model import BertClassifier
 
 
 def tiny_model(d_model: int = 16) -> BertClassifier:
-    return BertClassifier(300, d_model=d_model, n_heads=2, n_layers=1, d_ff=32, max_length=48)
+    return BertClassifier(300, d_model=d_model, n_heads=2, n_layers=1, d_ff=32, max_length=48,
+                          dropout=0.0, activation="relu", norm_first=False)  # fmt: skip
 
 
 # --- format ----------------------------------------------------------------------------

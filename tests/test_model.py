@@ -22,7 +22,8 @@ def batch(rows: int = 64, length: int = 200, seed: int = 0) -> torch.Tensor:
 
 def tiny_model() -> BertClassifier:
     torch.manual_seed(0)
-    return BertClassifier(VOCAB, d_model=16, n_heads=2, n_layers=1, d_ff=32, max_length=200)
+    return BertClassifier(VOCAB, d_model=16, n_heads=2, n_layers=1, d_ff=32, max_length=200,
+                          dropout=0.0, activation="relu", norm_first=False)  # fmt: skip
 
 
 def test_never_masks_cls_or_pad() -> None:
@@ -96,9 +97,9 @@ def test_padding_does_not_change_the_classification() -> None:
 def test_use_mlm_false_has_no_mlm_cost() -> None:
     model = tiny_model()
     ids, labels = batch(rows=8, length=40), torch.randint(0, 2, (8,))
-    without = compute_losses(model, ids, labels, use_mlm=False)
+    without = compute_losses(model, ids, labels, False, 0.15, 1.0)
     assert without.mlm is None and torch.equal(without.total, without.cls)
-    with_mlm = compute_losses(model, ids, labels, use_mlm=True)
+    with_mlm = compute_losses(model, ids, labels, True, 0.15, 1.0)
     assert with_mlm.mlm is not None and with_mlm.mlm.item() > 0
     # BERT's small init keeps the first MLM loss near log(vocab), not orders above it.
     assert with_mlm.mlm.item() < 2 * torch.log(torch.tensor(float(VOCAB))).item()

@@ -83,11 +83,12 @@ def format_confusion(matrix: dict) -> str:
 
 def evaluate_checkpoint(
     path: Path, split: str = "test", fraction: float = 1.0, masked: bool = False,
-    mask_prob: float = 0.15, seed: int = 0, batch_size: int = 256, device: str = "cpu",
+    mask_prob: float | None = None, seed: int = 0, batch_size: int = 256, device: str = "cpu",
     data_dir: str | None = None,
 ) -> dict:  # fmt: skip
     """Metrics of one checkpoint on a split of the data it was trained on: all of it, or
-    a fixed seeded `fraction`; with `masked`, on BERT-masked inputs (seeded masks)."""
+    a fixed seeded `fraction`; with `masked`, on BERT-masked inputs (seeded masks, at
+    `mask_prob` or, by default, the run's own `objective.mask_prob`)."""
     from tokentango.checkpoints import restore_model
 
     if split not in SPLITS:
@@ -99,6 +100,8 @@ def evaluate_checkpoint(
     target = resolve_device(device)
     model, meta, _ = restore_model(path, target)
     rows = run_dataset(meta, data_dir).splits[split]
+    if mask_prob is None:
+        mask_prob = meta["config"]["objective"]["mask_prob"]
     if fraction < 1.0:
         rng = np.random.default_rng(seed)
         keep = np.sort(rng.permutation(len(rows))[: max(1, round(fraction * len(rows)))])

@@ -29,7 +29,7 @@ class MaskedBatch:
 
 
 def mask_tokens(
-    ids: torch.Tensor, vocab_size: int, mask_prob: float = 0.15,
+    ids: torch.Tensor, vocab_size: int, mask_prob: float,
     generator: torch.Generator | None = None,
 ) -> MaskedBatch:  # fmt: skip
     """Select `mask_prob` of the real tokens (never [CLS] or [PAD]); of those, 80% become
@@ -94,8 +94,7 @@ class EncoderBlock(nn.Module):
 class BertClassifier(nn.Module):
     def __init__(
         self, vocab_size: int, d_model: int, n_heads: int, n_layers: int, d_ff: int,
-        max_length: int, dropout: float = 0.0, activation: str = "relu",
-        norm_first: bool = False,
+        max_length: int, dropout: float, activation: str, norm_first: bool,
     ) -> None:  # fmt: skip
         super().__init__()
         self.vocab_size = vocab_size
@@ -174,7 +173,7 @@ class Losses:
 
 def compute_losses(
     model: BertClassifier, ids: torch.Tensor, labels: torch.Tensor, use_mlm: bool,
-    mask_prob: float = 0.15, mlm_weight: float = 1.0,
+    mask_prob: float, mlm_weight: float,
 ) -> Losses:  # fmt: skip
     """Cross-entropy on [CLS]; with `use_mlm`, plus the MLM loss on a freshly masked copy
     of the batch (one encoder pass serves both heads)."""

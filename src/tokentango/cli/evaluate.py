@@ -24,7 +24,8 @@ def build_parser() -> Parser:
     parser.add_argument("--masked", action="store_true", dest="masked",
                         help="classify BERT-masked inputs (the original's source-vs-masked "
                         "experiment)")  # fmt: skip
-    parser.add_argument("--mask-prob", type=float, default=d["mask_prob"])
+    parser.add_argument("--mask-prob", type=float, default=d["mask_prob"],
+                        help="with --masked (default: the run's objective.mask_prob)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=d["seed"], help="for --fraction and --masked")
     parser.add_argument("--batch-size", type=int, default=d["batch_size"])
     parser.add_argument("--device", default=d["device"], help="auto, cpu or cuda")
