@@ -29,7 +29,7 @@ from tokentango.report.runs import (
     read_run,
     setting_keys,
 )
-from tokentango.report.stats import _number, compare, difference_test, run_table, summarize
+from tokentango.report.stats import as_number, compare, difference_test, run_table, summarize
 
 __all__ = [
     "Group", "ReportError", "Run", "check_metric", "compare", "difference_test", "find_runs",
@@ -72,6 +72,6 @@ def _integral(value: Any) -> bool:
 def check_metric(runs: Iterable[Run], metric: str) -> None:
     """Raise ReportError if finished runs exist but none has a numeric `metric`."""
     finished = [r for r in runs if r.ok]
-    if finished and all(math.isnan(_number((r.results or {}).get(metric))) for r in finished):
+    if finished and all(math.isnan(as_number((r.results or {}).get(metric))) for r in finished):
         raise ReportError(f"--metric {metric}: no finished run has a numeric {metric!r} "
                           "in results.json")  # fmt: skip

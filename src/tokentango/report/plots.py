@@ -12,7 +12,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from tokentango.report.runs import Group
-from tokentango.report.stats import _metric_by_seed, _number
+from tokentango.report.stats import as_number, metric_by_seed
 
 
 def new_figure(ncols: int = 1) -> tuple[Figure, list]:
@@ -28,7 +28,7 @@ def _curves(group: Group, key: str) -> pd.DataFrame:
     """step x run table of `key` over the group's finished runs (NaN where a run has none)."""
     series = []
     for i, run in enumerate(group.ok_runs):
-        points = {r["step"]: _number(r.get(key)) for r in run.metrics}
+        points = {r["step"]: as_number(r.get(key)) for r in run.metrics}
         series.append(pd.Series(points, name=i, dtype=float))
     if not series:
         return pd.DataFrame()
@@ -72,7 +72,7 @@ def plot_val_accuracy(groups: Sequence[Group], path: Path, target: float = 0.80)
 def plot_metric_bars(groups: Sequence[Group], path: Path, metric: str = "test_accuracy") -> Path:
     """One bar per group: the mean of `metric`, error bar = std over seeds, dots = runs."""
     fig, (ax,) = new_figure()
-    values = [[v for _, v in _metric_by_seed(g, metric)] for g in groups]
+    values = [[v for _, v in metric_by_seed(g, metric)] for g in groups]
     if any(values):
         x = np.arange(len(groups))
         means = [float(np.mean(v)) if v else 0.0 for v in values]

@@ -164,7 +164,7 @@ def _ignored(key: str) -> bool:
     return key in IDENTITY_KEYS or is_runtime_key(key)
 
 
-def _sort_key(value: Any) -> tuple:
+def sort_key(value: Any) -> tuple:
     if value is None:
         return (0, 0.0, "")
     if isinstance(value, bool | int | float):
@@ -227,8 +227,8 @@ def group_runs(runs: Sequence[Run]) -> list[Group]:
     for run in runs:
         by_key.setdefault(tuple(run.config.get(k) for k in keys), []).append(run)
     groups = []
-    for values in sorted(by_key, key=lambda vs: tuple(_sort_key(v) for v in vs)):
-        members = sorted(by_key[values], key=lambda r: (_sort_key(r.seed), r.name))
+    for values in sorted(by_key, key=lambda vs: tuple(sort_key(v) for v in vs)):
+        members = sorted(by_key[values], key=lambda r: (sort_key(r.seed), r.name))
         settings = {column_name(k): display_value(k, v) for k, v in zip(keys, values, strict=True)}
         label = ", ".join(f"{c}={format_value(v)}" for c, v in settings.items()) or "all runs"
         first = members[0].config

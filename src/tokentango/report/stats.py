@@ -12,10 +12,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from tokentango.report.runs import Group, Run, _sort_key, format_value
+from tokentango.report.runs import Group, Run, format_value, sort_key
 
 
-def _number(value: Any) -> float:
+def as_number(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return math.nan
     return float(value)
@@ -24,15 +24,15 @@ def _number(value: Any) -> float:
 def convergence(metrics: Sequence[dict[str, Any]], target: float) -> tuple[float, float]:
     """(step, elapsed_seconds) of the first evaluation with val_accuracy >= target; NaN if none."""
     for record in metrics:
-        acc = _number(record.get("val_accuracy"))
+        acc = as_number(record.get("val_accuracy"))
         if not math.isnan(acc) and acc >= target:
-            return _number(record.get("step")), _number(record.get("elapsed_seconds"))
+            return as_number(record.get("step")), as_number(record.get("elapsed_seconds"))
     return math.nan, math.nan
 
 
 def _final(metrics: Sequence[dict[str, Any]], key: str) -> float:
     for record in reversed(metrics):
-        value = _number(record.get(key))
+        value = as_number(record.get(key))
         if not math.isnan(value):
             return value
     return math.nan
@@ -43,12 +43,12 @@ def run_values(run: Run, metric: str, target: float) -> dict[str, Any]:
     res = run.results if run.ok and run.results else {}
     step, seconds = convergence(run.metrics, target) if run.ok else (math.nan, math.nan)
     values = {
-        metric: _number(res.get(metric)),
-        "test_accuracy": _number(res.get("test_accuracy")),
-        "test_f1": _number(res.get("test_f1")),
-        "train_seconds": _number(res.get("train_seconds")),
-        "samples_per_second": _number(res.get("samples_per_second")),
-        "steps": _number(res.get("steps")),
+        metric: as_number(res.get(metric)),
+        "test_accuracy": as_number(res.get("test_accuracy")),
+        "test_f1": as_number(res.get("test_f1")),
+        "train_seconds": as_number(res.get("train_seconds")),
+        "samples_per_second": as_number(res.get("samples_per_second")),
+        "steps": as_number(res.get("steps")),
         "steps_to_target": step,
         "seconds_to_target": seconds,
         "final_cls_loss": _final(run.metrics, "cls_loss"),
@@ -115,10 +115,10 @@ def summarize(groups: Sequence[Group], metric: str = "test_accuracy",
 # --- comparisons ----------------------------------------------------------------------------
 
 
-def _metric_by_seed(group: Group, metric: str) -> list[tuple[Any, float]]:
+def metric_by_seed(group: Group, metric: str) -> list[tuple[Any, float]]:
     pairs = []
     for run in group.ok_runs:
-        value = _number((run.results or {}).get(metric))
+        value = as_number((run.results or {}).get(metric))
         if not math.isnan(value):
             pairs.append((run.seed, value))
     return pairs
@@ -168,13 +168,13 @@ def compare(groups: Sequence[Group], metric: str = "test_accuracy") -> pd.DataFr
         if len(differ) != 1:
             continue
         col = differ[0]
-        a, b = sorted((g1, g2), key=lambda g: _sort_key(g.settings[col]))
+        a, b = sorted((g1, g2), key=lambda g: sort_key(g.settings[col]))
         fixed = ", ".join(f"{c}={format_value(v)}" for c, v in a.settings.items() if c != col)
         rows.append({
             "setting": col, "a": format_value(a.settings[col]),
             "b": format_value(b.settings[col]), "same": fixed, "group_a": a.label,
             "group_b": b.label, "metric": metric,
-            **difference_test(_metric_by_seed(a, metric), _metric_by_seed(b, metric)),
+            **difference_test(metric_by_seed(a, metric), metric_by_seed(b, metric)),
         })  # fmt: skip
     columns = ["setting", "a", "b", "same", "group_a", "group_b", "metric", "test", "n_a", "n_b",
                "mean_a", "mean_b", "diff", "ci_low", "ci_high", "p_value", "dof"]  # fmt: skip
