@@ -193,6 +193,23 @@ def test_a_single_run_is_named_before_hydra_starts() -> None:
     (name,) = [o for o in prepare_overrides(["seed=3"], {}) if o.startswith("run_name=")]
     assert re.fullmatch(r"run_name=[a-z]+-[a-z]+-[0-9a-f]{6}", name)
     assert prepare_overrides(["run_name=mine"], {}) == ["run_name=mine"]
+    # null asks for a fresh name too: the folder's and the recorded one are the same.
+    assert re.fullmatch(r"run_name=[a-z]+-.+", prepare_overrides(["run_name=null"], {})[-1])
+    # Hydra's options are read by Hydra's own parser: option values are not overrides, and
+    # options that only show something need no name.
+    assert prepare_overrides(["-cd", "/tmp/a=b", "--cfg=job", "seed=1"], {}) == [
+        "-cd", "/tmp/a=b", "--cfg=job", "seed=1"]  # fmt: skip
+    assert prepare_overrides(["--help"], {}) == ["--help"]
+
+
+def test_job_folders_name_what_varies_in_command_line_order() -> None:
+    name = config_module._job_dirname
+    task = ["use_mlm=True", "seed=1", "train_frac=0.9"]
+    assert name(2, task, ["seed"]) == "2_use_mlm=True,train_frac=0.9"
+    # Nothing varies (a one-job sweep): every override names it, so two such sweeps into one
+    # folder never take each other's jobs for their own.
+    assert name(0, ["seed=1", "data.path=/a/b.csv"], ["seed", "data.path"]) == \
+        "0_seed=1,data.path=_a_b.csv"  # fmt: skip
 
 
 def test_original_environment_variables_are_defaults_the_command_line_beats() -> None:

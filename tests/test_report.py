@@ -237,6 +237,21 @@ def test_optimizer_choice_is_one_setting_and_every_one_step_pair_is_compared(
     assert comparisons["diff"].abs().max() == pytest.approx(0.0, abs=1e-12)
 
 
+def test_model_presets_are_compared_with_the_tokenizer_they_set(tmp_path: Path) -> None:
+    """model=original also sets data.max_length and data.vocab_size: one setting, compared."""
+    presets = {"small": (64, 256, 8000), "original": (32, 300, 40000)}
+    for preset, (width, length, vocab) in presets.items():
+        for seed, acc in ((1, 0.8), (2, 0.82)):
+            make_run(tmp_path, f"{preset}_{seed}", seed=seed, acc=acc - 0.1 * (width == 32),
+                     changes={"model.name": preset, "model.d_model": width,
+                              "data.max_length": length, "data.vocab_size": vocab})  # fmt: skip
+    groups, _, comparisons = summary_for(tmp_path)
+    assert [g.label for g in groups] == ["model=original", "model=small"]
+    assert groups[0].implied["data.max_length"] == 300
+    (c,) = comparisons.itertuples()
+    assert (c.setting, c.test) == ("model", "paired") and c.diff == pytest.approx(0.1)
+
+
 def test_sweeps_combine_and_only_seeds_varying_makes_one_group(tmp_path: Path, capsys) -> None:
     first, second = tmp_path / "sweep_a", tmp_path / "later" / "nested" / "sweep_b"
     for seed, acc in ((42, 0.8), (69, 0.9)):
@@ -302,6 +317,9 @@ def test_metric_option_summarizes_another_field(ablation: Path, capsys) -> None:
     assert comparisons.iloc[0]["metric"] == "test_f1"
     assert report_cli.main([str(ablation), "--metric", "test_f1"]) == 0
     assert "test_f1 mean" in capsys.readouterr().out
+    # Any numeric results.json field, timing included, gets the full statistics.
+    assert report_cli.main([str(ablation), "--metric", "train_seconds"]) == 0
+    assert "train_seconds std | train_seconds min" in capsys.readouterr().out
     for f in FILES:
         (ablation / f).unlink()
     assert report_cli.main([str(ablation), "--metric", "no_such_field"]) == 2
@@ -339,7 +357,12 @@ def test_runs_of_an_earlier_layout_group_with_todays(tmp_path: Path) -> None:
     cfg |= {"device": "cpu", "checkpoint_dir": None,
             "paths": {"root": "/x", "data_dir": "${paths.root}/data"}}  # fmt: skip
     cfg["trainer"]["progress_bar"] = True
+    # An interpolation into a key that is gone now still resolves.
+    cfg["data"]["path"] = "${paths.root}/data/995,000_rows.csv"
     OmegaConf.save(OmegaConf.create(cfg), old / ".hydra" / "config.yaml")
+    new_cfg = OmegaConf.load(tmp_path / "new" / ".hydra" / "config.yaml")
+    new_cfg.data.path = "/x/data/995,000_rows.csv"
+    OmegaConf.save(new_cfg, tmp_path / "new" / ".hydra" / "config.yaml")
     groups, summary, _ = summary_for(tmp_path)
     assert [g.label for g in groups] == ["all runs"] and summary.loc[0, "runs"] == "2 of 2"
 

@@ -76,6 +76,8 @@ def test_evaluate_bad_input(trained_run: Path, args: list[str], error: str, caps
     (["--batch-size", "many"], "invalid int value: 'many'"),
     (["--bogus", "1"], "unrecognized arguments: --bogus 1"),
     (["split=val"], "use --split 'val' instead of split=val"),
+    (["use_masked_tokens=true"], "use --masked instead of use_masked_tokens=true"),
+    (["bogus=1"], "unrecognized argument bogus=1"),
 ])  # fmt: skip
 def test_evaluate_usage_errors_name_the_flag(args: list[str], error: str, capsys) -> None:
     with pytest.raises(SystemExit) as exit_info:

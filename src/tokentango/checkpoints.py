@@ -78,7 +78,10 @@ def read_payload(path: str | Path, map_location: str | torch.device = "cpu") -> 
 
 def _metadata(payload: dict[str, Any]) -> dict[str, Any]:
     """A tokentango checkpoint's metadata, its config in today's layout."""
-    meta = json.loads(payload["meta_json"])
+    return _in_todays_layout(json.loads(payload["meta_json"]))
+
+
+def _in_todays_layout(meta: dict[str, Any]) -> dict[str, Any]:
     if "config" in meta:
         meta["config"] = upgrade_config(meta["config"])
     return meta
@@ -164,11 +167,9 @@ def read_metadata(path: str | Path, require_resumable: bool = False) -> dict[str
     sidecar = path.with_suffix(".json")
     if path.suffix == SUFFIX and sidecar.is_file() and path.is_file():
         try:
-            meta = json.loads(sidecar.read_text())
+            meta = _in_todays_layout(json.loads(sidecar.read_text()))
         except json.JSONDecodeError as err:
             raise CheckpointError(f"unreadable metadata {sidecar}: {err}") from err
-        if "config" in meta:
-            meta["config"] = upgrade_config(meta["config"])
     else:
         payload = read_payload(path)
         meta = (

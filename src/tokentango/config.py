@@ -137,8 +137,11 @@ class Config:
     checkpoint: str = MISSING
 
 
-# Keys that name or start a run without changing what it computes.
-IDENTITY_KEYS = ("seed", "run_name", "checkpoint")
+# What the report groups runs by: everything but `runtime`, these (the seed is what it pools
+# over; a run's name and how it was started say nothing about its settings).
+REPORT_IGNORES = ("seed", "run_name", "checkpoint")
+# What a resumed run takes from the command line without a word: it keeps its own name.
+RESUME_IGNORES_SILENTLY = ("run_name", "checkpoint")
 RUNTIME_NODE = "runtime"
 # What a resumed run may change besides `runtime`: how long it trains.
 BUDGET_KEYS = ("trainer.max_steps", "trainer.epochs")
@@ -174,6 +177,13 @@ RENAMED_KEYS = {
     "model.max_length": "data.max_length",
 }
 DROPPED_KEYS = ("paths",)
+
+
+def upgraded_key(key: str) -> str | None:
+    """A dotted key of an earlier layout as it is named now (None: no longer a key)."""
+    if key in RENAMED_KEYS:
+        return RENAMED_KEYS[key]
+    return None if key.split(".", 1)[0] in DROPPED_KEYS else key
 
 
 def upgrade_config(config: dict[str, Any]) -> dict[str, Any]:
@@ -350,7 +360,18 @@ def _register_resolvers() -> None:
     OmegaConf.register_new_resolver(
         "tt.uid", lambda: secrets.token_hex(2), use_cache=True, replace=True
     )
-    OmegaConf.register_new_resolver("tt.job_dirname", rundir.job_dirname, replace=True)
+    OmegaConf.register_new_resolver("tt.job_dirname", _job_dirname, replace=True)
+
+
+def _job_dirname(num: int, task_overrides: list[str], fixed_keys: list[str]) -> str:
+    """A sweep job's folder name: the overrides that vary (`fixed_keys`, the ones given
+    once, are the same for every job; `tokentango.run` lists them)."""
+    from tokentango import rundir
+
+    task = list(task_overrides)
+    keys = [o.key_or_group for o in parse_overrides(task)]
+    varying = [o for o, key in zip(task, keys, strict=True) if key not in set(fixed_keys)]
+    return rundir.job_dirname(num, task, varying)
 
 
 register_configs()

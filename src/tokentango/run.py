@@ -9,6 +9,7 @@ finished job or resume an interrupted one, train (tokentango.loop), record a fai
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import sys
@@ -26,7 +27,7 @@ from tokentango import checkpoints, rundir
 from tokentango.config import (
     BUDGET_KEYS,
     CONF_DIR,
-    IDENTITY_KEYS,
+    RESUME_IGNORES_SILENTLY,
     Config,
     ConfigError,
     default_experiments_dir,
@@ -105,8 +106,9 @@ def plan_job(cfg: DictConfig, run_dir: Path, task_overrides: list[str]) -> dict[
 
 
 def may_change_on_resume(key: str) -> bool:
-    """A resumed run keeps its own config but for how it runs and how long it trains."""
-    return is_runtime_key(key) or key in BUDGET_KEYS
+    """A resumed run keeps its own config but for how it runs and how long it trains; its
+    checkpoints stay where they are (its newest, best and abandoned ones are found there)."""
+    return (is_runtime_key(key) or key in BUDGET_KEYS) and key != "runtime.checkpoint_dir"
 
 
 def resume_config(cfg: DictConfig, meta: dict, task_overrides: list[str]) -> DictConfig:
@@ -119,11 +121,12 @@ def resume_config(cfg: DictConfig, meta: dict, task_overrides: list[str]) -> Dic
     for key in sorted(given):
         if may_change_on_resume(key):
             OmegaConf.update(resumed, key, OmegaConf.select(cfg, key), merge=False)
-    ignored = sorted(k for k in given if not may_change_on_resume(k) and k not in IDENTITY_KEYS)
+    kept = [k for k in given if not may_change_on_resume(k)]
+    ignored = sorted(k for k in kept if k not in RESUME_IGNORES_SILENTLY)
     if ignored:
-        log.warning("resuming %s with its own config: ignored %s (only runtime.* and %s may "
-                    "change)", meta["run_name"], ", ".join(ignored),
-                    ", ".join(BUDGET_KEYS))  # fmt: skip
+        log.warning("resuming %s with its own config: ignored %s (only runtime.* but "
+                    "runtime.checkpoint_dir, and %s may change)", meta["run_name"],
+                    ", ".join(ignored), ", ".join(BUDGET_KEYS))  # fmt: skip
     if meta["loop"].get("status") == rundir.EARLY_STOPPED:
         log.warning("%s stopped early at step %d: there is nothing to extend",
                     meta["run_name"], meta["step"])  # fmt: skip
@@ -179,16 +182,25 @@ def resume_overrides(overrides: list[str], spec: str) -> list[str]:
     ]
 
 
-# Hydra options that show something and run nothing: no run needs a name then.
-_SHOWS_ONLY = {"--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c"}
+def split_command_line(argv: list[str]) -> tuple[argparse.Namespace, list[str], list[str]]:
+    """(Hydra's reading of the options, the options as given, the overrides), by Hydra's
+    own argument parser; the overrides are one run of positional arguments."""
+    from hydra._internal.utils import get_args_parser
+
+    args = get_args_parser().parse_args(argv)
+    n = len(args.overrides)
+    start = max((i for i in range(len(argv) - n + 1) if argv[i : i + n] == args.overrides),
+                default=len(argv))  # fmt: skip
+    return args, argv[:start] + argv[start + n :], list(args.overrides)
 
 
 def prepare_overrides(argv: list[str], environ: dict[str, str]) -> list[str]:
     """The command line Hydra gets: options kept, overrides renamed and completed."""
-    is_override = [("=" in a or a.startswith("~")) and not a.startswith("-") for a in argv]
-    options = [a for a, over in zip(argv, is_override, strict=True) if not over]
-    multirun = "-m" in options or "--multirun" in options
-    overrides = rename_overrides([a for a, over in zip(argv, is_override, strict=True) if over])
+    args, options, overrides = split_command_line(argv)
+    if args.shell_completion:
+        return argv
+    multirun = args.multirun
+    overrides = rename_overrides(overrides)
     overrides = [*legacy_env_overrides(environ, overrides), *overrides]
     spec = _value_of(overrides, "checkpoint") or "train"
     if spec != "train" and multirun:
@@ -202,9 +214,14 @@ def prepare_overrides(argv: list[str], environ: dict[str, str]) -> list[str]:
         # Job folders are named by the overrides that vary: leave out those given once.
         fixed = sorted(override_keys(overrides, sweeps=False))
         overrides.append(f"hydra.job.config.override_dirname.exclude_keys=[{','.join(fixed)}]")
-    elif "run_name" not in override_keys(overrides) and not set(options) & _SHOWS_ONLY:
-        overrides.append(f"run_name={rundir.new_run_name()}")
+    elif _value_of(overrides, "run_name") is None and not _shows_only(args):
+        overrides.append(f"run_name={rundir.new_run_name()}")  # the folder's and the run's
     return [*options, *overrides]
+
+
+def _shows_only(args: argparse.Namespace) -> bool:
+    """Hydra options that show something and run nothing (no run needs a name then)."""
+    return bool(args.help or args.hydra_help or args.cfg or args.info is not None)
 
 
 def cli() -> None:

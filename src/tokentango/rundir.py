@@ -6,7 +6,7 @@
   .hydra/resumed_<time>/       the Hydra files of a command that resumed this run
   train.log                    everything the run logged (Hydra)
   metrics.jsonl                one JSON object per evaluation, appended as it goes
-  results.json                 the final figures, or status failed/interrupted + error
+  results.json                 the final figures, or status failed + error
   results.failed-<time>.json   a failed attempt to extend a finished run
   checkpoints/                 ckpt_*.pt + .json (format: tokentango.checkpoints)
 ```
@@ -38,8 +38,7 @@ CONFIG_FILE = f"{HYDRA_DIR}/config.yaml"
 OVERRIDES_FILE = f"{HYDRA_DIR}/overrides.yaml"
 
 # results.json statuses
-COMPLETED, EARLY_STOPPED = "completed", "early_stopped"
-INTERRUPTED, FAILED = "interrupted", "failed"
+COMPLETED, EARLY_STOPPED, FAILED = "completed", "early_stopped", "failed"
 FINISHED = (COMPLETED, EARLY_STOPPED)  # a run with final figures
 
 
@@ -190,7 +189,7 @@ def safe_dirname(text: str, max_len: int = 120) -> str:
     return text
 
 
-def job_dirname(num: int, varying_overrides: str) -> str:
-    """`<job number>_<the overrides that vary across the sweep>` for a sweep job's folder;
-    `varying_overrides` is Hydra's override_dirname with the fixed overrides excluded."""
-    return safe_dirname(f"{num}_{varying_overrides or 'defaults'}")
+def job_dirname(num: int, task_overrides: list[str], varying: list[str]) -> str:
+    """`<job number>_<the overrides that vary across the sweep>`, in command-line order (all
+    of the job's overrides when none varies), for a sweep job's folder."""
+    return safe_dirname(f"{num}_{','.join(varying or task_overrides)}")

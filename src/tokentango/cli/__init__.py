@@ -32,18 +32,33 @@ def defaults_of(func: Callable[..., Any]) -> dict[str, Any]:
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse, answering a `key=value` argument (the tools' old form) with its flag."""
+    """argparse, answering a `key=value` argument (the tools' old form) with the flag to use;
+    `old_names` maps old keys whose flag has another name (use_masked_tokens -> --masked)."""
+
+    def __init__(self, *args: Any, old_names: dict[str, str] | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.old_names = old_names or {}
 
     def parse_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> Any:
-        parsed, extra = self.parse_known_args(args, namespace)
-        for arg in extra:
-            key, _, value = arg.partition("=")
-            if value and key.isidentifier():
-                self.error(f"the tools take flags: use --{key.replace('_', '-')} {value!r} "
-                           f"instead of {arg}")  # fmt: skip
-        if extra:
-            self.error(f"unrecognized arguments: {' '.join(extra)}")
-        return parsed
+        args = list(sys.argv[1:] if args is None else args)
+        for i, arg in enumerate(args):
+            key, sep, value = arg.partition("=")
+            before = self._option_string_actions.get(args[i - 1]) if i else None
+            is_a_value = before is not None and before.nargs != 0  # --text a=b
+            if sep and key.isidentifier() and not is_a_value:
+                self.error(self._flag_for(key, value, arg))
+        return super().parse_args(args, namespace)
+
+    def _flag_for(self, key: str, value: str, arg: str) -> str:
+        flag = self.old_names.get(key, "--" + key.replace("_", "-"))
+        action = self._option_string_actions.get(flag)
+        if action is None:
+            return f"unrecognized argument {arg} (the tools take flags: see --help)"
+        if action.nargs == 0:  # a switch
+            on = value.lower() in ("true", "1", "yes")
+            return f"the tools take flags: {'use ' + flag if on else 'leave out ' + flag} " \
+                   f"instead of {arg}"  # fmt: skip
+        return f"the tools take flags: use {flag} {value!r} instead of {arg}"
 
 
 def add_checkpoint_flag(parser: argparse.ArgumentParser) -> None:

@@ -15,6 +15,7 @@ def build_parser() -> Parser:
 
     d = defaults_of(evaluate_checkpoint)
     parser = Parser(prog="python -m tokentango.evaluate",
+                    old_names={"use_masked_tokens": "--masked"},
                     description="Score a checkpoint on a split of the data it was trained on; "
                     "prints the figures and saves them beside the checkpoint.")  # fmt: skip
     add_checkpoint_flag(parser)

@@ -11,7 +11,7 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from tokentango import rundir
-from tokentango.config import IDENTITY_KEYS, is_runtime_key, upgrade_config
+from tokentango.config import REPORT_IGNORES, is_runtime_key, upgraded_key
 
 # A node's `_target_` or `name` names a choice (optimizer=sgd, model=original); the other keys
 # of that node that follow from the choice are shown as implied, not as separate settings.
@@ -73,11 +73,11 @@ def flatten_config(cfg: DictConfig) -> dict[str, Any]:
     """Dotted key -> value for every leaf; interpolations resolved where they can be.
 
     A run folder's config may hold an interpolation or a resolver this process does not
-    know, so each leaf is resolved on its own and falls back to the raw string. Configs of
-    earlier versions are read in today's layout (`upgrade_config`).
+    know, so each leaf is resolved on its own and falls back to the raw string. Keys of
+    earlier versions are then named as today (`upgraded_key`), after resolving, so their
+    interpolations (`${paths.root}`) still resolve.
     """
-    raw = upgrade_config(OmegaConf.to_container(cfg, resolve=False))
-    cfg = OmegaConf.create(raw)
+    raw = OmegaConf.to_container(cfg, resolve=False)
     flat: dict[str, Any] = {}
 
     def walk(node: Any, prefix: str) -> None:
@@ -96,7 +96,12 @@ def flatten_config(cfg: DictConfig) -> dict[str, Any]:
         flat[key] = _hashable(node if node != {} else None)
 
     walk(raw, "")
-    return flat
+    upgraded: dict[str, Any] = {}
+    for key, value in flat.items():
+        new = upgraded_key(key)
+        if new is not None and (new == key or new not in flat):  # today's key wins
+            upgraded[new] = value
+    return upgraded
 
 
 def read_run(path: Path, name: str | None = None) -> Run:
@@ -161,7 +166,7 @@ def find_runs(dirs: Sequence[str | Path]) -> list[Run]:
 def _ignored(key: str) -> bool:
     """Keys that never make two runs different experiments: the seed (pooled over), the
     run's name and start, and everything under `runtime` (speed and folders only)."""
-    return key in IDENTITY_KEYS or is_runtime_key(key)
+    return key in REPORT_IGNORES or is_runtime_key(key)
 
 
 def sort_key(value: Any) -> tuple:
@@ -173,8 +178,10 @@ def sort_key(value: Any) -> tuple:
 
 
 def column_name(key: str) -> str:
-    """Table column for a dotted key: `optimizer._target_` reads as `optimizer`."""
-    return key[: -len("._target_")] if key.endswith("._target_") else key
+    """Table column for a dotted key: a choice reads as its group, as on the command line
+    (`optimizer._target_` as `optimizer`, `model.name` as `model`)."""
+    node, _, leaf = key.rpartition(".")
+    return node if node and leaf in CHOICE_LEAVES else key
 
 
 def display_value(key: str, value: Any) -> Any:
@@ -200,7 +207,9 @@ def setting_keys(runs: Sequence[Run]) -> tuple[list[str], dict[str, str]]:
     """The settings that vary across `runs` (seed and bookkeeping excluded).
 
     Returns the independent keys and, for keys that only follow a choice (optimizer.betas
-    follows optimizer=adam|sgd), a map key -> the choice key that sets it.
+    follows optimizer=adam|sgd; data.max_length follows model=original|small, whose preset
+    sets it), a map key -> the choice key that sets it. Top-level keys (use_mlm, train_frac)
+    are always settings of their own.
     """
     keys = sorted({k for r in runs for k in r.config if not _ignored(k)})
     varying = [k for k in keys if len({r.config.get(k) for r in runs}) > 1]
@@ -208,8 +217,7 @@ def setting_keys(runs: Sequence[Run]) -> tuple[list[str], dict[str, str]]:
     implied: dict[str, str] = {}
     for key in varying:
         for choice in choices:
-            node = choice.rsplit(".", 1)[0] + "."
-            if key == choice or not key.startswith(node) or key in choices:
+            if key == choice or key in choices or "." not in key:
                 continue
             follows: dict[Any, set] = {}
             for r in runs:

@@ -93,9 +93,9 @@ def summarize(groups: Sequence[Group], metric: str = "test_accuracy",
          for r in g.ok_runs],
         columns=["group", *dict.fromkeys([metric, "test_accuracy", "test_f1", *MEAN_ONLY])],
     )  # fmt: skip
-    aggregations = {metric: ["mean", "std", "min", "max"],
-                    **{extra: ["mean", "std"] for extra in secondary_metrics(metric)},
-                    **{key: ["mean"] for key in MEAN_ONLY}}  # fmt: skip
+    aggregations = {key: ["mean"] for key in MEAN_ONLY}
+    aggregations |= {extra: ["mean", "std"] for extra in secondary_metrics(metric)}
+    aggregations[metric] = ["mean", "std", "min", "max"]  # last: the metric may be any of them
     stats = per_run.groupby("group").agg(aggregations)
     stats.columns = [f"{key}_{how}" for key, how in stats.columns]
     stats = stats.reindex(range(len(groups)))  # groups without a finished run: NaN
