@@ -155,6 +155,9 @@ def test_sweep_rerun_skips_completed_and_resumes_interrupted(
     # The rerun adds a setting that folder names leave out (it is the same for every job).
     assert train_in_process(*tiny_sweep_command(sweep, data_dir), "trainer.keep_last=7") == 0
     assert capsys.readouterr().out.count("already completed, skipped") == 3
+    # A finished run is never overwritten; where its settings differ, the log says so.
+    assert "other settings (trainer.keep_last: 3 there, 7 here)" in \
+        (done / rundir.LOG_FILE).read_text()  # fmt: skip
     assert (done / rundir.RESULTS_FILE).read_text() == done_results
     assert read_results(interrupted)["status"] == "completed"
     assert metric_values(interrupted) == expected

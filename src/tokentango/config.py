@@ -207,6 +207,23 @@ def upgrade_config(config: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
+def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
+    """Dotted key -> leaf value of a nested dict."""
+    if not (isinstance(node, dict) and node):
+        return {prefix[:-1]: node}
+    return {k: v for key, value in node.items() for k, v in _flat(value, f"{prefix}{key}.").items()}
+
+
+def setting_differences(stored: dict[str, Any], cfg: DictConfig) -> list[str]:
+    """`key: A there, B here` for every setting that makes a run (all but `runtime`, its
+    name and how it started) in which a stored config differs from `cfg`."""
+    there = _flat(upgrade_config(stored))
+    here = _flat(OmegaConf.to_container(cfg, resolve=True))
+    return [f"{k}: {there.get(k)} there, {here.get(k)} here" for k in sorted(there.keys() | here)
+            if not is_runtime_key(k) and k not in RESUME_IGNORES_SILENTLY
+            and there.get(k) != here.get(k)]  # fmt: skip
+
+
 def parse_overrides(overrides: list[str]) -> list[Any]:
     """Hydra's own parse of command-line overrides (quotes, lists and sweeps as Hydra
     reads them); ConfigError naming the override that does not parse."""

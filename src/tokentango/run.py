@@ -37,6 +37,7 @@ from tokentango.config import (
     parse_overrides,
     quote_value,
     rename_overrides,
+    setting_differences,
     validate,
 )
 from tokentango.device import resolve_device
@@ -85,6 +86,11 @@ def plan_job(cfg: DictConfig, run_dir: Path, task_overrides: list[str]) -> dict[
     previous = rundir.read_results(run_dir)
     rerun = cfg.checkpoint == "train"
     if rerun and previous and previous.get("status") in rundir.FINISHED:
+        differences = setting_differences(previous.get("config") or {}, cfg)
+        if differences:  # the same folder, another experiment: say so, never overwrite
+            log.warning("%s holds a finished run with other settings (%s): kept as it is; "
+                        "give this sweep another hydra.sweep.dir to run it", run_dir,
+                        "; ".join(differences[:3]))  # fmt: skip
         rundir.keep_own_hydra_config(run_dir, previous.get("config"))
         return {"skip": previous}
     if rerun:
