@@ -186,25 +186,27 @@ def upgraded_key(key: str) -> str | None:
     return None if key.split(".", 1)[0] in DROPPED_KEYS else key
 
 
+def upgrade_flat(flat: dict[str, Any]) -> dict[str, Any]:
+    """Dotted keys of any earlier layout named as today (where both are there, today's
+    wins); keys that are gone are left out."""
+    upgraded = {}
+    for key, value in flat.items():
+        new = upgraded_key(key)
+        if new is not None and (new == key or new not in flat):
+            upgraded[new] = value
+    return upgraded
+
+
 def upgrade_config(config: dict[str, Any]) -> dict[str, Any]:
     """A stored config (plain dict) of any earlier version in today's layout."""
-    config = copy.deepcopy(config)
-    for old, new in RENAMED_KEYS.items():
-        *parents, leaf = old.split(".")
-        node = config
+    nested: dict[str, Any] = {}
+    for key, value in upgrade_flat(_flat(config) if config else {}).items():
+        *parents, leaf = key.split(".")
+        node = nested
         for part in parents:
-            node = node.get(part) if isinstance(node, dict) else None
-        if not isinstance(node, dict) or leaf not in node:
-            continue
-        value = node.pop(leaf)
-        *new_parents, new_leaf = new.split(".")
-        target = config
-        for part in new_parents:
-            target = target.setdefault(part, {})
-        target.setdefault(new_leaf, value)
-    for key in DROPPED_KEYS:
-        config.pop(key, None)
-    return config
+            node = node.setdefault(part, {})
+        node[leaf] = copy.deepcopy(value)
+    return nested
 
 
 def _flat(node: Any, prefix: str = "") -> dict[str, Any]:

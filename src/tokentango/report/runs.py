@@ -11,7 +11,7 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from tokentango import rundir
-from tokentango.config import REPORT_IGNORES, is_runtime_key, upgraded_key
+from tokentango.config import REPORT_IGNORES, is_runtime_key, upgrade_flat
 
 # A node's `_target_` or `name` names a choice (optimizer=sgd, model=original); the other keys
 # of that node that follow from the choice are shown as implied, not as separate settings.
@@ -74,8 +74,8 @@ def flatten_config(cfg: DictConfig) -> dict[str, Any]:
 
     A run folder's config may hold an interpolation or a resolver this process does not
     know, so each leaf is resolved on its own and falls back to the raw string. Keys of
-    earlier versions are then named as today (`upgraded_key`), after resolving, so their
-    interpolations (`${paths.root}`) still resolve.
+    earlier versions are then named as today, after resolving, so their
+    interpolations (`${paths.root}`) still resolve (`upgrade_flat`).
     """
     raw = OmegaConf.to_container(cfg, resolve=False)
     flat: dict[str, Any] = {}
@@ -96,12 +96,7 @@ def flatten_config(cfg: DictConfig) -> dict[str, Any]:
         flat[key] = _hashable(node if node != {} else None)
 
     walk(raw, "")
-    upgraded: dict[str, Any] = {}
-    for key, value in flat.items():
-        new = upgraded_key(key)
-        if new is not None and (new == key or new not in flat):  # today's key wins
-            upgraded[new] = value
-    return upgraded
+    return upgrade_flat(flat)
 
 
 def read_run(path: Path, name: str | None = None) -> Run:
