@@ -185,3 +185,45 @@ def test_generated_signal_is_learnable_but_not_trivial(tmp_path: Path) -> None:
     clf = LogisticRegression(max_iter=2000).fit(x_train, parts["train"]["label"])
     accuracy = clf.score(vectorizer.transform(parts["test"]["content"]), parts["test"]["label"])
     assert 0.80 <= accuracy <= 0.95, accuracy
+
+
+def test_the_cache_opens_memory_mapped_and_read_only(corpus: Path, tmp_path: Path) -> None:
+    load_dataset(settings(corpus), tmp_path)
+    again = load_dataset(settings(corpus), tmp_path)
+    ids = again.splits["train"].ids
+    assert isinstance(ids, np.memmap) and not ids.flags.writeable
+    assert all(isinstance(a, np.memmap) for s in again.splits.values()
+               for a in (s.ids, s.lengths, s.labels))  # fmt: skip
+
+
+def test_prepare_builds_the_cache_a_run_then_finds(tmp_path: Path, capsys) -> None:
+    from tests.conftest import compose
+    from tokentango.cli import prepare
+    from tokentango.data import settings_from_config
+
+    common = [f"runtime.data_dir={tmp_path}", "data.sample_rows=600", "data.vocab_size=300",
+              "data.max_length=32"]  # fmt: skip
+    assert prepare.main([*common, "train_frac=1.0,0.5"]) == 0  # a sweep: every value
+    out = capsys.readouterr().out
+    assert out.count("(built,") == 2 and "read 600 rows, sampled 600 (train_frac 1.0)" in out
+    assert "unmapped or missing type" in out and "balanced to" in out
+    assert len([p for p in (tmp_path / "cache").iterdir() if p.is_dir()]) == 2
+    for frac in ("1.0", "0.5"):
+        cfg = compose(*common, f"train_frac={frac}")
+        assert load_dataset(settings_from_config(cfg), tmp_path).from_cache
+    assert prepare.main([*common, "train_frac=0.5"]) == 0
+    assert "(already there," in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args,error", [
+    (["data=fakenews"], "data.path"),
+    (["train_frac=2"], "train_frac"),
+    (["bogus=1"], "bogus"),
+])  # fmt: skip
+def test_prepare_bad_input_is_one_line(args: list[str], error: str, tmp_path: Path,
+                                       capsys) -> None:  # fmt: skip
+    from tokentango.cli import prepare
+
+    assert prepare.main([*args, f"runtime.data_dir={tmp_path}"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and error in err and err.count("\n") == 1

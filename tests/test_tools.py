@@ -127,6 +127,7 @@ def test_tools_run_as_modules(trained_run: Path) -> None:
     assert "BREAKING: the cure they hide" in proc.stdout
     proc = run_cli("tokentango.checkpoints", "list", str(trained_run))
     assert "tiny-run-000000" in proc.stdout
+    assert "overrides of tokentango.train" in run_cli("tokentango.prepare", "--help").stdout
 
 
 def test_checkpoints_cli_list_filters_sort_and_losses(trained_run: Path, tmp_path: Path,

@@ -255,15 +255,29 @@ def _build(settings: DataSettings, out_dir: Path) -> None:
     write_json(out_dir / "meta.json", stats)
 
 
+def describe(stats: dict) -> str:
+    """What preprocessing read, dropped (by reason), kept and split: for people and logs."""
+    s = stats
+    return "\n".join([
+        f"{s['settings']['path']}",
+        f"  read {s['rows_read']:,} rows, sampled {s['rows_sampled']:,} "
+        f"(train_frac {s['settings']['train_frac']})",
+        f"  dropped: {s['dropped_type']:,} unmapped or missing type, "
+        f"{s['dropped_empty']:,} empty content, {s['dropped_duplicate']:,} repeated content",
+        f"  kept {s['rows_kept'] - s['dropped_duplicate']:,}, balanced to "
+        f"{s['balanced_rows']:,}: train {s['train_rows']:,}, val {s['val_rows']:,}, "
+        f"test {s['test_rows']:,}; vocabulary {s['vocab_size']:,}",
+    ])  # fmt: skip
+
+
 def load_cache_dir(cache_dir: Path, from_cache: bool = True) -> Dataset:
-    """A built cache folder as a Dataset (no CSV needed)."""
+    """A built cache folder as a Dataset (no CSV needed). The arrays are memory-mapped,
+    read-only: opening is instant whatever their size, and the jobs of a sweep share one
+    copy in the page cache."""
     tokenizer = Tokenizer.from_file(str(cache_dir / "tokenizer.json"))
     splits = {
-        name: Split(
-            ids=np.load(cache_dir / f"{name}_ids.npy"),
-            lengths=np.load(cache_dir / f"{name}_lengths.npy"),
-            labels=np.load(cache_dir / f"{name}_labels.npy"),
-        )
+        name: Split(*(np.load(cache_dir / f"{name}_{part}.npy", mmap_mode="r")
+                      for part in ("ids", "lengths", "labels")))  # fmt: skip
         for name in SPLITS
     }
     stats = json.loads((cache_dir / "meta.json").read_text())

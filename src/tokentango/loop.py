@@ -23,6 +23,7 @@ from tokentango import checkpoints, rundir
 from tokentango.data import (
     Dataset,
     batch_tensors,
+    describe,
     epoch_batches,
     load_dataset,
     settings_from_config,
@@ -89,8 +90,8 @@ def set_up(
     set_threads(cfg.runtime.threads)
     device = resolve_device(cfg.runtime.device)
     data = load_dataset(settings_from_config(cfg), cfg.runtime.data_dir)
-    sizes = {k: data.stats[k] for k in ("train_rows", "val_rows", "test_rows", "vocab_size")}
-    log.info("data: %s (%s)", sizes, "cache hit" if data.from_cache else "built")
+    log.info("data (%s %s):\n%s", "cache" if data.from_cache else "built into",
+             data.cache_dir, describe(data.stats))  # fmt: skip
     model = build_model(cfg.model, data.vocab_size, cfg.data.max_length).to(device)
     optimizer = instantiate(cfg.optimizer, params=model.parameters(), _convert_="all")
     log.info("model %s: %.2fM parameters on %s (%s)", cfg.model.name,
