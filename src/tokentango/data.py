@@ -178,12 +178,22 @@ def configure_encoding(tokenizer: Tokenizer, max_length: int) -> None:
     tokenizer.enable_padding(pad_id=PAD_ID, pad_token="[PAD]", length=max_length)
 
 
+# Rows encoded at a time: an Encoding keeps the tokens cut off past max_length, so holding a
+# whole split's Encodings at once costs far more memory than its id arrays.
+ENCODE_ROWS = 4096
+
+
 def encode(tokenizer: Tokenizer, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Batch-encode in Rust; returns (ids, lengths) as compact arrays."""
-    encodings = tokenizer.encode_batch(texts)
+    """Batch-encode in Rust, ENCODE_ROWS at a time, straight into compact arrays:
+    (ids, lengths)."""
     dtype = np.uint16 if tokenizer.get_vocab_size() <= np.iinfo(np.uint16).max else np.int32
-    ids = np.array([e.ids for e in encodings], dtype=dtype)
-    lengths = np.array([sum(e.attention_mask) for e in encodings], dtype=np.int32)
+    ids = np.empty((len(texts), tokenizer.padding["length"]), dtype=dtype)
+    lengths = np.empty(len(texts), dtype=np.int32)
+    for start in range(0, len(texts), ENCODE_ROWS):
+        encodings = tokenizer.encode_batch(texts[start : start + ENCODE_ROWS])
+        stop = start + len(encodings)
+        ids[start:stop] = [e.ids for e in encodings]
+        lengths[start:stop] = [sum(e.attention_mask) for e in encodings]
     return ids, lengths
 
 
