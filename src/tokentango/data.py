@@ -22,6 +22,7 @@ import torch
 from filelock import FileLock
 from sklearn.model_selection import train_test_split
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+from tqdm import tqdm
 
 from tokentango.rundir import write_json
 
@@ -95,12 +96,14 @@ def read_labelled_rows(
     rng = np.random.default_rng(seed)
     stats = {"rows_read": 0, "rows_sampled": 0, "dropped_type": 0, "dropped_empty": 0}
     kept = []
+    bar = progress(f"reading {path.name}")
     try:
         reader = pd.read_csv(
             path, usecols=["type", "content"], dtype=str, chunksize=chunk_rows,
             keep_default_na=False, na_values=[""], engine="c",
         )  # fmt: skip
         for chunk in reader:
+            bar.update(len(chunk))
             stats["rows_read"] += len(chunk)
             if train_frac < 1.0:
                 chunk = chunk[rng.random(len(chunk)) < train_frac]
@@ -114,6 +117,8 @@ def read_labelled_rows(
             kept.append(pd.DataFrame({"content": content[keep], "label": label[keep].astype(int)}))
     except ValueError as err:  # pandas: missing columns, bad quoting, not a CSV
         raise DataError(f"cannot read {path} as a FakeNewsCorpus CSV: {err}") from err
+    finally:
+        bar.close()
     frame = (
         pd.concat(kept, ignore_index=True) if kept else pd.DataFrame(columns=["content", "label"])
     )
@@ -189,12 +194,23 @@ def encode(tokenizer: Tokenizer, texts: list[str]) -> tuple[np.ndarray, np.ndarr
     dtype = np.uint16 if tokenizer.get_vocab_size() <= np.iinfo(np.uint16).max else np.int32
     ids = np.empty((len(texts), tokenizer.padding["length"]), dtype=dtype)
     lengths = np.empty(len(texts), dtype=np.int32)
+    bar = progress("encoding", total=len(texts)) if len(texts) > ENCODE_ROWS else None
     for start in range(0, len(texts), ENCODE_ROWS):
         encodings = tokenizer.encode_batch(texts[start : start + ENCODE_ROWS])
         stop = start + len(encodings)
         ids[start:stop] = [e.ids for e in encodings]
         lengths[start:stop] = [sum(e.attention_mask) for e in encodings]
+        if bar is not None:
+            bar.update(stop - start)
+    if bar is not None:
+        bar.close()
     return ids, lengths
+
+
+def progress(desc: str, total: int | None = None) -> tqdm:
+    """A rows/s progress bar on stderr, shown only when stderr is a terminal."""
+    return tqdm(desc=desc, total=total, unit=" rows", unit_scale=True, leave=False,
+                disable=None, dynamic_ncols=True)  # fmt: skip
 
 
 # --- cache ---------------------------------------------------------------------------
