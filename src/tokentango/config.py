@@ -200,7 +200,7 @@ def upgrade_flat(flat: dict[str, Any]) -> dict[str, Any]:
 def upgrade_config(config: dict[str, Any]) -> dict[str, Any]:
     """A stored config (plain dict) of any earlier version in today's layout."""
     nested: dict[str, Any] = {}
-    for key, value in upgrade_flat(_flat(config) if config else {}).items():
+    for key, value in upgrade_flat(_flat(config)).items():
         *parents, leaf = key.split(".")
         node = nested
         for part in parents:
@@ -210,16 +210,16 @@ def upgrade_config(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
-    """Dotted key -> leaf value of a nested dict."""
+    """Dotted key -> leaf value of a nested dict (an empty one has no keys)."""
     if not (isinstance(node, dict) and node):
-        return {prefix[:-1]: node}
+        return {prefix[:-1]: node} if prefix else {}
     return {k: v for key, value in node.items() for k, v in _flat(value, f"{prefix}{key}.").items()}
 
 
 def setting_differences(stored: dict[str, Any], cfg: DictConfig) -> list[str]:
     """`key: A there, B here` for every setting that makes a run (all but `runtime`, its
     name and how it started) in which a stored config differs from `cfg`."""
-    there = _flat(upgrade_config(stored))
+    there = upgrade_flat(_flat(stored))
     here = _flat(OmegaConf.to_container(cfg, resolve=True))
     return [f"{k}: {there.get(k)} there, {here.get(k)} here" for k in sorted(there.keys() | here)
             if not is_runtime_key(k) and k not in RESUME_IGNORES_SILENTLY
@@ -348,6 +348,13 @@ LEGACY_ENV = {
 
 
 _PATH_LIKE = ("run_name", "runtime.checkpoint_dir", "checkpoint")
+
+
+def user_overrides(overrides: list[str], environ: dict[str, str]) -> list[str]:
+    """What a command line's overrides mean: old key names moved to their homes, and the
+    original's environment variables as defaults the command line beats."""
+    overrides = rename_overrides(overrides)
+    return [*legacy_env_overrides(environ, overrides), *overrides]
 
 
 def legacy_env_overrides(environ: dict[str, str], overrides: list[str]) -> list[str]:

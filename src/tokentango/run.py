@@ -32,12 +32,11 @@ from tokentango.config import (
     ConfigError,
     default_experiments_dir,
     is_runtime_key,
-    legacy_env_overrides,
     override_keys,
     parse_overrides,
     quote_value,
-    rename_overrides,
     setting_differences,
+    user_overrides,
     validate,
 )
 from tokentango.device import resolve_device
@@ -206,8 +205,7 @@ def prepare_overrides(argv: list[str], environ: dict[str, str]) -> list[str]:
     if args.shell_completion:
         return argv
     multirun = args.multirun
-    overrides = rename_overrides(overrides)
-    overrides = [*legacy_env_overrides(environ, overrides), *overrides]
+    overrides = user_overrides(overrides, environ)
     spec = _value_of(overrides, "checkpoint") or "train"
     if spec != "train" and multirun:
         raise ConfigError(

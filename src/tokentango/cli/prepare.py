@@ -14,9 +14,8 @@ from tokentango.cli import fail
 from tokentango.config import (
     ConfigError,
     compose_config,
-    legacy_env_overrides,
     parse_overrides,
-    rename_overrides,
+    user_overrides,
     validate,
 )
 
@@ -45,9 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(USAGE)
         return 0
     try:
-        overrides = rename_overrides(argv)
-        overrides = [*legacy_env_overrides(dict(os.environ), overrides), *overrides]
-        for combination in expand_sweeps(overrides):
+        for combination in expand_sweeps(user_overrides(argv, dict(os.environ))):
             cfg = compose_config(combination)
             validate(cfg)
             started = time.perf_counter()
