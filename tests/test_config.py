@@ -15,6 +15,7 @@ from omegaconf.errors import ConfigKeyError, ValidationError
 from tests.conftest import compose, train_in_process
 from tokentango import config as config_module
 from tokentango.config import (
+    ADDED_KEYS,
     CONF_DIR,
     RENAMED_KEYS,
     ConfigError,
@@ -168,10 +169,13 @@ def test_old_run_configs_are_read_in_todays_layout() -> None:
     assert new["runtime"] == {"device": "cpu", "checkpoint_dir": None, "precision": "fp32",
                               "progress_bar": None, "eval_batch_size": 256,
                               "csv_chunk_rows": 10, "data_dir": "/r/d"}  # fmt: skip
-    assert new["data"] == {"vocab_size": 8000, "max_length": 256}
+    # A key added since is read with the value that does what that version did.
+    assert new["data"] == {"vocab_size": 8000, "max_length": 256, "tokenizer_rows": None}
     assert new["model"] == {"name": "small", "d_model": 64} and "paths" not in new
     assert old["device"] == "cpu"  # the input is left as it was
-    assert set(RENAMED_KEYS.values()) <= set(_flat_keys(compose()))
+    today = OmegaConf.to_container(compose())
+    assert upgrade_config(today) == today
+    assert set(RENAMED_KEYS.values()) | set(ADDED_KEYS) <= set(_flat_keys(compose()))
 
 
 def _flat_keys(cfg) -> set[str]:

@@ -10,28 +10,40 @@ import pytest
 
 from tokentango import data as data_module
 from tokentango.data import (
-    CLS_ID,
-    PAD_ID,
+    TYPE_TO_LABEL,
     DataError,
     DataSettings,
     balance,
     drop_duplicate_contents,
+    encode_splits,
     epoch_batches,
     load_dataset,
-    read_labelled_rows,
+    read_spilled,
+    scan_csv,
     split_frame,
+    split_rows,
 )  # fmt: skip
 from tokentango.synthetic import ensure_sample_corpus, generate_corpus
+from tokentango.tokenization import CLS_ID, PAD_ID, encode, train_tokenizer
 
 
 def settings(path: Path, **kw) -> DataSettings:
     base = dict(path=str(path), train_frac=1.0, seed=7, val_frac=0.1, test_frac=0.1,
-                vocab_size=500, max_length=64, chunk_rows=100)  # fmt: skip
+                vocab_size=500, max_length=64, tokenizer_rows=None, chunk_rows=100)  # fmt: skip
     return DataSettings(**{**base, **kw})
 
 
-def read_rows(path: Path, train_frac: float = 1.0, seed: int = 0):
-    return read_labelled_rows(path, train_frac, seed, chunk_rows=100)
+@pytest.fixture
+def spill(tmp_path: Path):
+    with (tmp_path / "spill.bin").open("w+b") as f:
+        yield f
+
+
+def read_rows(path: Path, spill, train_frac: float = 1.0, seed: int = 0):
+    """Pass 1 with nothing cut; the rows' contents read back from the spill file."""
+    frame, domains, stats = scan_csv(path, train_frac, seed, 100, spill, spill_chars=10**9)
+    spill.flush()
+    return frame.assign(content=read_spilled(spill, frame)), domains, stats
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +52,8 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return ensure_sample_corpus(tmp_path_factory.mktemp("corpus"), n_rows=600, seed=1)
 
 
-def test_news_sample_rows_kept_and_dropped(news_sample: Path) -> None:
-    frame, stats = read_rows(news_sample)
+def test_news_sample_rows_kept_and_dropped(news_sample: Path, spill) -> None:
+    frame, domains, stats = read_rows(news_sample, spill)
     # fake 155 + conspiracy 31 + junksci 6 -> fake; political 23 + reliable 3 -> reliable.
     assert stats["rows_read"] == 250
     assert (frame["label"] == 1).sum() == 192
@@ -50,26 +62,30 @@ def test_news_sample_rows_kept_and_dropped(news_sample: Path) -> None:
     assert stats["dropped_type"] == 32
     assert stats["rows_kept"] == 218
     assert frame["content"].str.strip().ne("").all()
-    # Multi-line quoted content survives intact.
+    # Multi-line quoted content survives intact, and each row knows its CSV row and domain.
     assert frame["content"].str.contains("\n").sum() > 100
+    csv = pd.read_csv(news_sample, keep_default_na=False)
+    assert frame["content"].tolist() == csv["content"].iloc[frame["row"]].tolist()
+    assert [domains[d] for d in frame["domain"]] == csv["domain"].iloc[frame["row"]].tolist()
 
 
-def test_empty_content_and_odd_types_dropped(tmp_path: Path) -> None:
+def test_empty_content_and_odd_types_dropped(tmp_path: Path, spill) -> None:
     csv = tmp_path / "odd.csv"
     pd.DataFrame({
         "id": range(6), "type": ["fake", "reliable", "Reliable ", "satire", None, "fake"],
         "content": ["a b", "c d", "e f", "g h", "i j", "   "],
     }).to_csv(csv)  # fmt: skip
-    frame, stats = read_rows(csv)
-    assert frame["label"].tolist() == [1, 0, 0]
-    assert stats["dropped_type"] == 2 and stats["dropped_empty"] == 1
+    frame, domains, stats = read_rows(csv, spill)  # no domain column: one empty domain
+    assert frame["label"].tolist() == [1, 0, 0] and frame["row"].tolist() == [0, 1, 2]
+    assert stats["dropped_type"] == 2 and stats["dropped_empty"] == 1 and domains == [""]
 
 
-def test_duplicates_balance_and_disjoint_splits(news_sample: Path) -> None:
-    frame, stats = read_rows(news_sample)
+def test_duplicates_balance_and_disjoint_splits(news_sample: Path, spill) -> None:
+    frame, _, stats = read_rows(news_sample, spill)
     # The sample repeats 11 labelled contents (one reliable); a copy must not straddle splits.
     unique = drop_duplicate_contents(frame, stats)
     assert stats["dropped_duplicate"] == 11 and unique["content"].is_unique
+    assert len(unique) == frame["content"].nunique()
     balanced = balance(unique, seed=3)
     assert (balanced["label"] == 0).sum() == (balanced["label"] == 1).sum() == 25
     parts = split_frame(balanced, 0.1, 0.1, seed=3)
@@ -102,9 +118,50 @@ def test_token_arrays(corpus: Path, tmp_path: Path) -> None:
     assert (train.lengths == 64).mean() > 0.3
 
 
-def test_train_frac_samples_rows_first(corpus: Path) -> None:
-    _, full = read_rows(corpus, train_frac=1.0, seed=1)
-    _, half = read_rows(corpus, train_frac=0.5, seed=1)
+def test_texts_cut_too_short_when_spilled_are_encoded_from_the_csv(
+    corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s = settings(corpus, max_length=64)
+    csv = pd.read_csv(corpus)
+    tokenizer = train_tokenizer(csv["content"].dropna().tolist(), 500, 64)
+    monkeypatch.setattr(data_module, "SPILL_CHARS_PER_TOKEN", 1)  # 64 characters: too few
+    with (tmp_path / "spill.bin").open("w+b") as spill:
+        parts, _, _ = split_rows(corpus, s, spill)
+        spill.flush()
+        stats = encode_splits(tokenizer, parts, spill, tmp_path, corpus, chunk_rows=100)
+    assert stats["rows_encoded_from_csv"] > 50
+    for name, part in parts.items():
+        expected, lengths = encode(tokenizer, csv["content"].iloc[part["row"]].tolist())
+        np.testing.assert_array_equal(np.load(tmp_path / f"{name}_ids.npy"), expected)
+        np.testing.assert_array_equal(np.load(tmp_path / f"{name}_lengths.npy"), lengths)
+
+
+def test_the_cache_keeps_each_rows_domain_and_csv_row(news_sample: Path, tmp_path: Path) -> None:
+    ds = load_dataset(settings(news_sample, val_frac=0.2, test_frac=0.2), tmp_path)
+    csv = pd.read_csv(news_sample, keep_default_na=False)
+    for part in ds.splits.values():
+        rows = csv.iloc[part.rows]
+        assert [ds.domain_names[d] for d in part.domains] == rows["domain"].tolist()
+        assert part.labels.tolist() == rows["type"].map(TYPE_TO_LABEL).tolist()
+    assert sorted(p.name for p in ds.cache_dir.iterdir()) == sorted(
+        ["meta.json", "tokenizer.json", "domains.json"]
+        + [f"{s}_{a}.npy" for s in ("train", "val", "test")
+           for a in ("ids", "lengths", "labels", "domains", "rows")])  # fmt: skip
+
+
+def test_the_tokenizer_learns_from_a_bounded_seeded_sample(corpus: Path, tmp_path: Path) -> None:
+    every = load_dataset(settings(corpus), tmp_path)
+    sampled = load_dataset(settings(corpus, tokenizer_rows=100), tmp_path)
+    again = load_dataset(settings(corpus, tokenizer_rows=100), tmp_path / "again")
+    assert every.stats["tokenizer_rows"] == every.stats["train_rows"] > 100
+    assert sampled.stats["tokenizer_rows"] == 100 and sampled.cache_dir != every.cache_dir
+    assert again.tokenizer.to_str() == sampled.tokenizer.to_str()  # seeded
+    np.testing.assert_array_equal(sampled.splits["train"].rows, every.splits["train"].rows)
+
+
+def test_train_frac_samples_rows_first(corpus: Path, spill) -> None:
+    *_, full = read_rows(corpus, spill, train_frac=1.0, seed=1)
+    *_, half = read_rows(corpus, spill, train_frac=0.5, seed=1)
     assert full["rows_sampled"] == full["rows_read"] == 600
     assert 250 <= half["rows_sampled"] <= 350
 
@@ -118,7 +175,7 @@ def test_second_load_is_a_cache_hit_without_reading_the_csv(
     def no_csv(*_a, **_k):
         raise AssertionError("the CSV was read again")
 
-    monkeypatch.setattr(data_module, "read_labelled_rows", no_csv)
+    monkeypatch.setattr(data_module, "scan_csv", no_csv)
     second = load_dataset(settings(corpus), tmp_path)
     assert second.from_cache and second.cache_dir == first.cache_dir
     np.testing.assert_array_equal(first.splits["train"].ids, second.splits["train"].ids)
@@ -170,6 +227,29 @@ def test_generated_corpus_has_the_real_schema_and_quirks(tmp_path: Path) -> None
     pd.testing.assert_frame_equal(generate_corpus(50, 3), generate_corpus(50, 3))
 
 
+def test_the_embedded_corpus_does_not_drift() -> None:
+    # The README's figures are measured on this corpus: any change to it must be deliberate.
+    import hashlib
+
+    text = generate_corpus(300, 0).to_csv()
+    assert hashlib.sha256(text.encode()).hexdigest() == GOLDEN_300
+
+
+GOLDEN_300 = "13346294eb5d3474f9b6324e12ad4830453a68f49f86ac4322acb9bcadcb2d87"
+
+
+def test_written_corpora_of_any_size_are_prefixes_of_each_other(tmp_path: Path) -> None:
+    from tokentango.synthetic import FAKENEWS, write_corpus
+
+    small = write_corpus(tmp_path / "small.csv", 300, FAKENEWS, block_rows=128)
+    large = write_corpus(tmp_path / "large.csv", 700, FAKENEWS, workers=2, block_rows=128)
+    a, b = pd.read_csv(small), pd.read_csv(large)
+    pd.testing.assert_frame_equal(a, b.iloc[:300])
+    assert b["Unnamed: 0"].tolist() == list(range(700)) and b["id"].is_unique
+    assert b["content"].str.len().median() > 1500  # news-length articles
+    assert b["content"].duplicated().sum() > 0 and b["type"].isna().any()
+
+
 def test_generated_signal_is_learnable_but_not_trivial(tmp_path: Path) -> None:
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
@@ -177,13 +257,15 @@ def test_generated_signal_is_learnable_but_not_trivial(tmp_path: Path) -> None:
     from tests.conftest import compose
 
     data = compose().data  # the corpus and split a default run trains on
-    frame, stats = read_rows(ensure_sample_corpus(tmp_path, data.sample_rows))
-    unique = drop_duplicate_contents(frame, stats)
-    parts = split_frame(balance(unique, data.seed), data.val_frac, data.test_frac, data.seed)
+    path = ensure_sample_corpus(tmp_path, data.sample_rows)
+    with (tmp_path / "spill.bin").open("w+b") as spill:
+        parts, _, _ = split_rows(path, settings(path, seed=data.seed, val_frac=data.val_frac,
+                                                  test_frac=data.test_frac), spill)
+        texts = {name: read_spilled(spill, part) for name, part in parts.items()}
     vectorizer = TfidfVectorizer()
-    x_train = vectorizer.fit_transform(parts["train"]["content"])
+    x_train = vectorizer.fit_transform(texts["train"])
     clf = LogisticRegression(max_iter=2000).fit(x_train, parts["train"]["label"])
-    accuracy = clf.score(vectorizer.transform(parts["test"]["content"]), parts["test"]["label"])
+    accuracy = clf.score(vectorizer.transform(texts["test"]), parts["test"]["label"])
     assert 0.80 <= accuracy <= 0.95, accuracy
 
 
@@ -227,3 +309,33 @@ def test_prepare_bad_input_is_one_line(args: list[str], error: str, tmp_path: Pa
     assert prepare.main([*args, f"runtime.data_dir={tmp_path}"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and error in err and err.count("\n") == 1
+
+
+def test_the_scale_benchmark_measures_a_small_size(tmp_path: Path, capsys) -> None:
+    from benchmarks import data_scale
+
+    if not Path(data_scale.TIME).is_file():
+        pytest.skip(f"{data_scale.TIME} is missing (Debian: apt-get install time)")
+    [result] = data_scale.main(["--dir", str(tmp_path), "--sizes", "2000", "--jobs", "2",
+                                "--workers", "1"])  # fmt: skip
+    assert result["rows"] == 2000 and 0 < result["kept"] < 2000
+    assert result["cold_peak_mb"] > result["warm_peak_mb"] > 0
+    # Two processes reading the whole cache hold one copy of it between them.
+    assert 0 < result["jobs_cache_pss_mb"] < 1.5 * result["job_cache_rss_mb"]
+    assert "| 2,000 | " in capsys.readouterr().out
+
+
+def test_a_cache_of_the_earlier_layout_still_opens(corpus: Path, tmp_path: Path) -> None:
+    import json
+
+    from tokentango.data import load_cache_dir
+
+    built = load_dataset(settings(corpus), tmp_path).cache_dir
+    for path in [built / "domains.json", *built.glob("*_domains.npy")]:
+        path.unlink()  # as version 1 wrote it: no domains, no version in meta.json
+    meta = json.loads((built / "meta.json").read_text())
+    del meta["cache_version"]
+    (built / "meta.json").write_text(json.dumps(meta))
+    old = load_cache_dir(built)
+    assert old.splits["train"].domains is None and old.splits["train"].rows is None
+    assert old.domain_names == [] and len(old.splits["test"].ids) == meta["test_rows"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from tokentango.data import CLS_ID, MASK_ID, PAD_ID, SPECIAL_TOKENS
 from tokentango.model import BertClassifier, compute_losses, mask_tokens
+from tokentango.tokenization import CLS_ID, MASK_ID, PAD_ID, SPECIAL_TOKENS
 
 VOCAB = 1000
 

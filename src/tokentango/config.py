@@ -78,6 +78,7 @@ class DataConf:
     # The tokenizer's settings: they change the cached token ids, so they key the cache.
     vocab_size: int = MISSING
     max_length: int = MISSING
+    tokenizer_rows: int | None = MISSING
 
 
 @dataclass
@@ -177,6 +178,11 @@ RENAMED_KEYS = {
     "model.max_length": "data.max_length",
 }
 DROPPED_KEYS = ("paths",)
+# Keys added later -> the value that does what versions before them did: a stored config
+# without one is read with it, so an old run rebuilds and resumes on the same data.
+ADDED_KEYS = {
+    "data.tokenizer_rows": None,  # every training row taught the tokenizer
+}
 
 
 def upgraded_key(key: str) -> str | None:
@@ -188,12 +194,14 @@ def upgraded_key(key: str) -> str | None:
 
 def upgrade_flat(flat: dict[str, Any]) -> dict[str, Any]:
     """Dotted keys of any earlier layout named as today (where both are there, today's
-    wins); keys that are gone are left out."""
+    wins); keys that are gone are left out, keys added since get their old behaviour."""
     upgraded = {}
     for key, value in flat.items():
         new = upgraded_key(key)
         if new is not None and (new == key or new not in flat):
             upgraded[new] = value
+    if any(key.startswith("data.") for key in upgraded):  # a run's config, not a part
+        upgraded = {**ADDED_KEYS, **upgraded}
     return upgraded
 
 
@@ -310,6 +318,7 @@ _RANGES: list[tuple[str, Any, str]] = [
     ("data.test_frac", lambda v: 0.0 < v < 0.5, "must be in (0, 0.5)"),
     ("data.max_length", lambda v: v >= 2, "must be >= 2"),
     ("data.vocab_size", lambda v: v >= 100, "must be >= 100"),
+    ("data.tokenizer_rows", lambda v: v is None or v >= 1, "must be >= 1 or null"),
     ("data.path", lambda v: v is None or Path(v).is_file(), "no such file"),
     ("runtime.eval_batch_size", lambda v: v >= 1, "must be >= 1"),
     ("runtime.csv_chunk_rows", lambda v: v >= 1, "must be >= 1"),

@@ -1,9 +1,20 @@
-"""Data stage: CSV -> labelled, balanced, split frame -> BPE tokenizer -> token id arrays.
+"""Data stage: CSV -> labelled, balanced, split rows -> BPE tokenizer -> token id arrays.
 
-Everything after reading the CSV is cached under `<data_dir>/cache/<key>/`, where the key
-hashes the input file's fingerprint and every preprocessing setting. The cache folder is
-built in a temporary folder and renamed into place under a file lock, so the jobs of a
-sweep build it once and never see a half-written cache.
+The build streams, so its memory does not grow with the file (FakeNewsCorpus is 4 GB at
+995,000 rows and 8.5 million rows in all):
+
+1. scan: read the CSV once, in chunks; keep per labelled row only its label, a 128-bit
+   digest of its content, its domain and positions, and write its content (cut where no
+   kept token can change, see `cut_at_whitespace`) to a spill file on disk;
+2. on those small columns: drop repeated contents by digest, balance, split (the same
+   functions, so the same rows as reading every content into one frame);
+3. train the BPE tokenizer on at most `tokenizer_rows` training rows (a seeded sample);
+4. encode in chunks, in spill order, straight into the final `.npy` files.
+
+Everything is cached under `<data_dir>/cache/<key>/`, where the key hashes the input
+file's fingerprint and every preprocessing setting. The cache folder is built in a
+temporary folder and renamed into place under a file lock, so the jobs of a sweep build
+it once and never see a half-written cache; they open its arrays memory-mapped.
 """
 
 from __future__ import annotations
@@ -13,18 +24,23 @@ import json
 import logging
 import os
 import shutil
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 import pandas as pd
-import torch
 from filelock import FileLock
-from sklearn.model_selection import train_test_split
-from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import Tokenizer
 from tqdm import tqdm
 
 from tokentango.rundir import write_json
+from tokentango.tokenization import Encoder, chars_to_fill, cut_at_whitespace, train_tokenizer
+
+if TYPE_CHECKING:  # torch and scikit-learn load when used: `prepare` needs neither
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +49,15 @@ TYPE_TO_LABEL = {
     "fake": 1, "conspiracy": 1, "junksci": 1,
     "political": 0, "reliable": 0,
 }  # fmt: skip
-SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
-PAD_ID, UNK_ID, CLS_ID, SEP_ID, MASK_ID = range(len(SPECIAL_TOKENS))
 SPLITS = ("train", "val", "test")
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: per-row domain and CSV position; tokenizer on a bounded sample
+REQUIRED_COLUMNS = ("type", "content")
+# Characters spilled per token of max_length: generous, since a text that this leaves
+# short of max_length tokens costs a second read of the CSV.
+SPILL_CHARS_PER_TOKEN = 64
+# Rows encoded at a time (an Encoding keeps the tokens cut off past max_length: a whole
+# split's at once would cost far more memory than its ids).
+ENCODE_ROWS = 4096
 
 
 class DataError(ValueError):
@@ -54,6 +75,7 @@ class DataSettings:
     test_frac: float
     vocab_size: int
     max_length: int
+    tokenizer_rows: int | None  # training rows the tokenizer learns from; None: all
     chunk_rows: int  # CSV rows read at a time: memory only, not part of the cache key
 
 
@@ -62,15 +84,24 @@ class Split:
     ids: np.ndarray  # (n, max_length) token ids: [CLS] + tokens, right-padded with [PAD]
     lengths: np.ndarray  # (n,) real tokens per row, [CLS] included
     labels: np.ndarray  # (n,) 0 = reliable, 1 = fake
+    # From the cache; None for texts that come from no CSV (predict).
+    domains: np.ndarray | None = None  # (n,) index into Dataset.domain_names
+    rows: np.ndarray | None = None  # (n,) position among the CSV's data rows (0 = first)
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def subset(self, index: np.ndarray) -> Split:
+        """Rows `index` of this split, as arrays in memory."""
+        arrays = (self.ids, self.lengths, self.labels, self.domains, self.rows)
+        return Split(*(None if a is None else np.asarray(a[index]) for a in arrays))
 
 
 @dataclass
 class Dataset:
     splits: dict[str, Split]
     tokenizer: Tokenizer
+    domain_names: list[str]
     stats: dict
     cache_dir: Path
     from_cache: bool
@@ -80,58 +111,116 @@ class Dataset:
         return self.tokenizer.get_vocab_size()
 
 
-# --- reading -------------------------------------------------------------------------
+def progress(desc: str, total: int | None = None) -> tqdm:
+    """A rows/s progress bar on stderr, shown only when stderr is a terminal."""
+    return tqdm(desc=desc, total=total, unit=" rows", unit_scale=True, leave=False,
+                disable=None, dynamic_ncols=True)  # fmt: skip
 
 
-def read_labelled_rows(
-    path: str | Path, train_frac: float, seed: int, chunk_rows: int
-) -> tuple[pd.DataFrame, dict]:
-    """Read only `type` and `content`, sample `train_frac` of the rows, map types to labels.
+# --- pass 1: scan --------------------------------------------------------------------
 
-    Returns the kept rows (columns content, label) and counts of what was dropped.
+def content_digests(contents: list[bytes]) -> np.ndarray:
+    """(n, 2) uint64: a 128-bit digest of each content, to find repeated contents without
+    keeping them (64 bits would risk a wrong duplicate at FakeNewsCorpus's 8.5 M rows)."""
+    digests = b"".join(hashlib.blake2b(c, digest_size=16).digest() for c in contents)
+    return np.frombuffer(digests, dtype=np.uint64).reshape(len(contents), 2)
+
+
+def _csv_chunks(path: Path, chunk_rows: int, columns: list[str]) -> Iterator[pd.DataFrame]:
+    try:
+        yield from pd.read_csv(
+            path, usecols=columns, dtype=str, chunksize=chunk_rows,
+            keep_default_na=False, na_values=[""], engine="c",
+        )  # fmt: skip
+    except (ValueError, pd.errors.ParserError) as err:  # bad quoting, not a CSV
+        raise DataError(f"cannot read {path} as a FakeNewsCorpus CSV: {err}") from err
+
+
+def _columns(path: Path) -> list[str]:
+    """The columns a build reads; a clear error when the file lacks one it needs."""
+    try:
+        header = pd.read_csv(path, nrows=0).columns
+    except (ValueError, pd.errors.ParserError) as err:  # empty file, not a CSV
+        raise DataError(f"cannot read {path} as a FakeNewsCorpus CSV: {err}") from err
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    if missing:
+        raise DataError(f"{path} has no {' or '.join(repr(c) for c in missing)} column "
+                        "(a FakeNewsCorpus CSV has 'type', 'content' and 'domain')")  # fmt: skip
+    return [c for c in ("domain", "type", "content") if c in header]
+
+
+def scan_csv(
+    path: str | Path, train_frac: float, seed: int, chunk_rows: int, spill: BinaryIO,
+    spill_chars: int,
+) -> tuple[pd.DataFrame, list[str], dict]:
+    """Read the CSV once: sample `train_frac` of the rows, map types to labels, drop empty
+    contents. Each kept content goes to `spill` (cut at `spill_chars`, see
+    `cut_at_whitespace`); what is kept in memory is ~50 bytes a row.
+
+    Returns the kept rows (label, digest_a/b, domain, row, offset, size, cut), the domain
+    names the `domain` codes index, and counts of what was read and dropped.
     """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"data file not found: {path}")
+    columns = _columns(path)
     rng = np.random.default_rng(seed)
     stats = {"rows_read": 0, "rows_sampled": 0, "dropped_type": 0, "dropped_empty": 0}
-    kept = []
+    domain_codes: dict[str, int] = {}
+    kept, offset = [], 0
     bar = progress(f"reading {path.name}")
-    try:
-        reader = pd.read_csv(
-            path, usecols=["type", "content"], dtype=str, chunksize=chunk_rows,
-            keep_default_na=False, na_values=[""], engine="c",
-        )  # fmt: skip
-        for chunk in reader:
-            bar.update(len(chunk))
-            stats["rows_read"] += len(chunk)
-            if train_frac < 1.0:
-                chunk = chunk[rng.random(len(chunk)) < train_frac]
-            stats["rows_sampled"] += len(chunk)
-            label = chunk["type"].str.strip().str.lower().map(TYPE_TO_LABEL)
-            content = chunk["content"].fillna("")
-            empty = content.str.strip() == ""
-            stats["dropped_type"] += int(label.isna().sum())
-            stats["dropped_empty"] += int((empty & label.notna()).sum())
-            keep = label.notna() & ~empty
-            kept.append(pd.DataFrame({"content": content[keep], "label": label[keep].astype(int)}))
-    except ValueError as err:  # pandas: missing columns, bad quoting, not a CSV
-        raise DataError(f"cannot read {path} as a FakeNewsCorpus CSV: {err}") from err
-    finally:
-        bar.close()
-    frame = (
-        pd.concat(kept, ignore_index=True) if kept else pd.DataFrame(columns=["content", "label"])
-    )
+    for chunk in _csv_chunks(path, chunk_rows, columns):
+        rows = np.arange(stats["rows_read"], stats["rows_read"] + len(chunk))
+        bar.update(len(chunk))
+        stats["rows_read"] += len(chunk)
+        if train_frac < 1.0:
+            sampled = rng.random(len(chunk)) < train_frac
+            chunk, rows = chunk[sampled], rows[sampled]
+        stats["rows_sampled"] += len(chunk)
+        label = chunk["type"].str.strip().str.lower().map(TYPE_TO_LABEL)
+        content = chunk["content"].fillna("")
+        empty = content.str.strip() == ""
+        stats["dropped_type"] += int(label.isna().sum())
+        stats["dropped_empty"] += int((empty & label.notna()).sum())
+        keep = (label.notna() & ~empty).to_numpy()
+        texts = content.to_numpy(object)[keep]
+        encoded = [t.encode() for t in texts]
+        spilled = [cut_at_whitespace(t, spill_chars) for t in texts]
+        cut = np.fromiter((s is not t for s, t in zip(spilled, texts, strict=True)), bool,
+                          len(texts))  # fmt: skip
+        spilled_bytes = [s.encode() if is_cut else e
+                         for s, e, is_cut in zip(spilled, encoded, cut, strict=True)]  # fmt: skip
+        sizes = np.fromiter(map(len, spilled_bytes), np.int64, len(spilled_bytes))
+        spill.writelines(spilled_bytes)
+        starts = offset + np.cumsum(sizes) - sizes
+        offset += int(sizes.sum())
+        domain = chunk["domain"].fillna("") if "domain" in chunk else pd.Series([""] * len(chunk))
+        codes, names = pd.factorize(domain.to_numpy(object)[keep])
+        global_codes = np.array([domain_codes.setdefault(n, len(domain_codes)) for n in names],
+                                dtype=np.int32)  # fmt: skip
+        digests = content_digests(encoded)
+        kept.append(pd.DataFrame({
+            "label": label.to_numpy()[keep].astype(np.int8),
+            "digest_a": digests[:, 0], "digest_b": digests[:, 1],
+            "domain": global_codes[codes] if len(codes) else np.empty(0, np.int32),
+            "row": rows[keep], "offset": starts, "size": sizes, "cut": cut,
+        }))  # fmt: skip
+    bar.close()
+    frame = pd.concat(kept, ignore_index=True) if kept else pd.DataFrame(
+        columns=["label", "digest_a", "digest_b", "domain", "row", "offset", "size", "cut"])
     stats["rows_kept"] = len(frame)
-    return frame, stats
+    return frame, list(domain_codes), stats
+
+
+# --- pass 2: rows ----------------------------------------------------------------------
 
 
 def drop_duplicate_contents(frame: pd.DataFrame, stats: dict) -> pd.DataFrame:
     """Keep the first row of each exact content: FakeNewsCorpus repeats articles (and error
     pages), and a copy on both sides of a split would leak test rows into training."""
-    deduplicated = frame.drop_duplicates("content", keep="first").reset_index(drop=True)
+    deduplicated = frame.drop_duplicates(["digest_a", "digest_b"], keep="first")
     stats["dropped_duplicate"] = len(frame) - len(deduplicated)
-    return deduplicated
+    return deduplicated.reset_index(drop=True)
 
 
 def balance(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
@@ -148,6 +237,8 @@ def split_frame(
     frame: pd.DataFrame, val_frac: float, test_frac: float, seed: int
 ) -> dict[str, pd.DataFrame]:
     """Stratified train/val/test split, fixed by `seed`."""
+    from sklearn.model_selection import train_test_split
+
     holdout = val_frac + test_frac
     train, rest = train_test_split(
         frame, test_size=holdout, random_state=seed, stratify=frame["label"]
@@ -158,59 +249,131 @@ def split_frame(
     return {"train": train, "val": val, "test": test}
 
 
-# --- tokenizer -----------------------------------------------------------------------
-
-
-def train_tokenizer(texts: list[str], vocab_size: int, max_length: int) -> Tokenizer:
-    """BPE on the given texts; encodes as [CLS] + tokens, truncated and padded."""
-    tokenizer = Tokenizer(models.BPE(unk_token="[UNK]"))
-    tokenizer.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
-    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, min_frequency=2, special_tokens=list(SPECIAL_TOKENS),
-        show_progress=False,
+def split_rows(
+    path: str | Path, settings: DataSettings, spill: BinaryIO
+) -> tuple[dict[str, pd.DataFrame], list[str], dict]:
+    """Passes 1 and 2: the balanced train/val/test rows (no contents: see `scan_csv`)."""
+    frame, domain_names, stats = scan_csv(
+        path, settings.train_frac, settings.seed, settings.chunk_rows, spill,
+        settings.max_length * SPILL_CHARS_PER_TOKEN,
     )  # fmt: skip
-    tokenizer.train_from_iterator(texts, trainer=trainer, length=len(texts))
-    configure_encoding(tokenizer, max_length)
-    return tokenizer
+    frame = balance(drop_duplicate_contents(frame, stats), settings.seed)
+    parts = split_frame(frame, settings.val_frac, settings.test_frac, settings.seed)
+    for name, part in parts.items():
+        if len(part) == 0 or part["label"].nunique() < 2:
+            raise DataError(
+                f"{path}: the {name} split has {len(part)} rows; need both classes "
+                "in every split (more rows or a larger train_frac)"
+            )
+    stats["balanced_rows"] = len(frame)
+    return parts, domain_names, stats
 
 
-def configure_encoding(tokenizer: Tokenizer, max_length: int) -> None:
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A", special_tokens=[("[CLS]", CLS_ID)]
-    )
-    tokenizer.enable_truncation(max_length)
-    tokenizer.enable_padding(pad_id=PAD_ID, pad_token="[PAD]", length=max_length)
+def read_spilled(spill: BinaryIO, rows: pd.DataFrame) -> list[str]:
+    """The spilled contents of `rows` (their offset and size)."""
+    return list(iter_spilled(spill, rows))
 
 
-# Rows encoded at a time: an Encoding keeps the tokens cut off past max_length, so holding a
-# whole split's Encodings at once costs far more memory than its id arrays.
-ENCODE_ROWS = 4096
+def iter_spilled(spill: BinaryIO, rows: pd.DataFrame) -> Iterator[str]:
+    """The spilled contents of `rows`, one at a time."""
+    fd, offsets, sizes = spill.fileno(), rows["offset"].tolist(), rows["size"].tolist()
+    for at, size in zip(offsets, sizes, strict=True):
+        yield os.pread(fd, size, at).decode()
 
 
-def encode(tokenizer: Tokenizer, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Batch-encode in Rust, ENCODE_ROWS at a time, straight into compact arrays:
-    (ids, lengths)."""
-    dtype = np.uint16 if tokenizer.get_vocab_size() <= np.iinfo(np.uint16).max else np.int32
-    ids = np.empty((len(texts), tokenizer.padding["length"]), dtype=dtype)
-    lengths = np.empty(len(texts), dtype=np.int32)
-    bar = progress("encoding", total=len(texts)) if len(texts) > ENCODE_ROWS else None
-    for start in range(0, len(texts), ENCODE_ROWS):
-        encodings = tokenizer.encode_batch(texts[start : start + ENCODE_ROWS])
-        stop = start + len(encodings)
-        ids[start:stop] = [e.ids for e in encodings]
-        lengths[start:stop] = [sum(e.attention_mask) for e in encodings]
-        if bar is not None:
-            bar.update(stop - start)
-    if bar is not None:
-        bar.close()
-    return ids, lengths
+# --- pass 3: tokenizer ---------------------------------------------------------------
 
 
-def progress(desc: str, total: int | None = None) -> tqdm:
-    """A rows/s progress bar on stderr, shown only when stderr is a terminal."""
-    return tqdm(desc=desc, total=total, unit=" rows", unit_scale=True, leave=False,
-                disable=None, dynamic_ncols=True)  # fmt: skip
+def tokenizer_sample(train: pd.DataFrame, limit: int | None, seed: int) -> pd.DataFrame:
+    """The training rows the tokenizer learns from: all of them up to `limit`, else a
+    seeded sample of `limit` (kept in split order)."""
+    if limit is None or len(train) <= limit:
+        return train
+    chosen = np.random.default_rng(seed).choice(len(train), size=limit, replace=False)
+    return train.iloc[np.sort(chosen)]
+
+
+# --- pass 4: encode --------------------------------------------------------------------
+
+
+class _SplitWriter:
+    """One split's arrays: ids written row by row into their final `.npy` file (memory
+    stays flat however many rows), the small per-row arrays kept and saved at the end."""
+
+    def __init__(self, out_dir: Path, name: str, part: pd.DataFrame, width: int, dtype) -> None:
+        self.out_dir, self.name, self.part = out_dir, name, part
+        path = out_dir / f"{name}_ids.npy"
+        # open_memmap writes the header and sizes the file; rows then go in with pwrite.
+        np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=(len(part), width))
+        self.row_bytes = np.dtype(dtype).itemsize * width
+        self.header = path.stat().st_size - self.row_bytes * len(part)
+        self.file = path.open("r+b")
+        self.lengths = np.zeros(len(part), np.int32)
+
+    def write(self, index: np.ndarray, ids: np.ndarray, lengths: np.ndarray) -> None:
+        fd = self.file.fileno()
+        for i, row in zip(index.tolist(), ids, strict=True):
+            os.pwrite(fd, row.tobytes(), self.header + i * self.row_bytes)
+        self.lengths[index] = lengths
+
+    def close(self) -> None:
+        self.file.close()
+        save = self.out_dir / self.name
+        np.save(f"{save}_lengths.npy", self.lengths)
+        np.save(f"{save}_labels.npy", self.part["label"].to_numpy(np.int8))
+        np.save(f"{save}_domains.npy", self.part["domain"].to_numpy(np.int32))
+        np.save(f"{save}_rows.npy", self.part["row"].to_numpy(np.int64))
+
+
+def encode_splits(
+    tokenizer: Tokenizer, parts: dict[str, pd.DataFrame], spill: BinaryIO, out_dir: Path,
+    csv_path: Path, chunk_rows: int,
+) -> dict:
+    """Encode every split's rows in spill order (a sequential read) into `out_dir`. Rows
+    whose spilled text was cut and still does not fill max_length are encoded from the
+    CSV itself, in one more read that happens only when there are any."""
+    encoder, counts = Encoder(tokenizer), {"fast": 0, "encoded_again": 0}
+    width = tokenizer.padding["length"]
+    writers = {name: _SplitWriter(out_dir, name, part, width, encoder.dtype)
+               for name, part in parts.items()}  # fmt: skip
+    every = pd.concat([part.assign(split=name, index_in_split=np.arange(len(part)))
+                       for name, part in parts.items()]).sort_values("offset")  # fmt: skip
+    probe = every.iloc[:: max(1, len(every) // 2000)]  # ~2000 rows spread over the file
+    cut_chars = chars_to_fill(tokenizer, read_spilled(spill, probe))
+    short_cut = []
+    bar = progress("encoding", total=len(every))
+    for start in range(0, len(every), ENCODE_ROWS):
+        batch = every.iloc[start : start + ENCODE_ROWS]
+        ids, lengths, batch_counts = encoder.encode(read_spilled(spill, batch), cut_chars)
+        counts = {k: v + batch_counts[k] for k, v in counts.items()}
+        for name, at in batch.groupby("split").indices.items():
+            writers[name].write(batch["index_in_split"].to_numpy()[at], ids[at], lengths[at])
+        short_cut.append(batch[(lengths < width) & batch["cut"].to_numpy()])
+        bar.update(len(batch))
+    bar.close()
+    from_csv = pd.concat(short_cut)
+    if len(from_csv):
+        texts = read_contents(csv_path, from_csv["row"].to_numpy(), chunk_rows)
+        ids, lengths, _ = encoder.encode(texts)
+        for name, at in from_csv.groupby("split").indices.items():
+            writers[name].write(from_csv["index_in_split"].to_numpy()[at], ids[at], lengths[at])
+    for writer in writers.values():
+        writer.close()
+    return {"encode_cut_chars": cut_chars, "rows_encoded_fast": counts["fast"],
+            "rows_encoded_again": counts["encoded_again"], "rows_encoded_from_csv": len(from_csv)}
+
+
+def read_contents(path: str | Path, rows: np.ndarray, chunk_rows: int) -> list[str]:
+    """The contents of CSV data rows `rows`, in that order (one read of the file)."""
+    wanted = pd.Index(rows)
+    found: dict[int, str] = {}
+    start = 0
+    for chunk in _csv_chunks(Path(path), chunk_rows, ["content"]):
+        here = wanted[(wanted >= start) & (wanted < start + len(chunk))]
+        for row in here:
+            found[int(row)] = chunk["content"].iat[row - start]
+        start += len(chunk)
+    return [found[int(row)] for row in rows]
 
 
 # --- cache ---------------------------------------------------------------------------
@@ -227,7 +390,7 @@ def settings_from_config(cfg) -> DataSettings:
         path=str(path), train_frac=cfg.train_frac, seed=cfg.data.seed,
         val_frac=cfg.data.val_frac, test_frac=cfg.data.test_frac,
         vocab_size=cfg.data.vocab_size, max_length=cfg.data.max_length,
-        chunk_rows=cfg.runtime.csv_chunk_rows,
+        tokenizer_rows=cfg.data.tokenizer_rows, chunk_rows=cfg.runtime.csv_chunk_rows,
     )  # fmt: skip
 
 
@@ -253,31 +416,29 @@ def cache_key(settings: DataSettings) -> str:
 
 
 def _build(settings: DataSettings, out_dir: Path) -> None:
-    frame, stats = read_labelled_rows(
-        settings.path, settings.train_frac, settings.seed, settings.chunk_rows
-    )
-    frame = balance(drop_duplicate_contents(frame, stats), settings.seed)
-    parts = split_frame(frame, settings.val_frac, settings.test_frac, settings.seed)
-    for name, part in parts.items():
-        if len(part) == 0 or part["label"].nunique() < 2:
-            raise DataError(
-                f"{settings.path}: the {name} split has {len(part)} rows; need both classes "
-                "in every split (more rows or a larger train_frac)"
-            )
-    tokenizer = train_tokenizer(
-        parts["train"]["content"].tolist(), settings.vocab_size, settings.max_length
-    )
-    tokenizer.save(str(out_dir / "tokenizer.json"))
-    for name, part in parts.items():
-        ids, lengths = encode(tokenizer, part["content"].tolist())
-        np.save(out_dir / f"{name}_ids.npy", ids)
-        np.save(out_dir / f"{name}_lengths.npy", lengths)
-        np.save(out_dir / f"{name}_labels.npy", part["label"].to_numpy(np.int8))
-        np.save(out_dir / f"{name}_rows.npy", part.index.to_numpy(np.int64))
-        stats[f"{name}_rows"] = len(part)
-    stats["balanced_rows"] = len(frame)
+    seconds = {}
+    started = time.perf_counter()
+    with (out_dir / "spill.bin").open("w+b") as spill:
+        parts, domain_names, stats = split_rows(settings.path, settings, spill)
+        spill.flush()
+        seconds["read"] = time.perf_counter() - started
+        sample = tokenizer_sample(parts["train"], settings.tokenizer_rows, settings.seed)
+        tokenizer = train_tokenizer(iter_spilled(spill, sample), settings.vocab_size,
+                                    settings.max_length)  # fmt: skip
+        tokenizer.save(str(out_dir / "tokenizer.json"))
+        seconds["tokenizer"] = time.perf_counter() - started - seconds["read"]
+        stats.update(encode_splits(tokenizer, parts, spill, out_dir, Path(settings.path),
+                                   settings.chunk_rows))  # fmt: skip
+        seconds["encode"] = time.perf_counter() - started - seconds["read"] - seconds["tokenizer"]
+    (out_dir / "spill.bin").unlink()
+    write_json(out_dir / "domains.json", domain_names)
+    stats.update({f"{name}_rows": len(part) for name, part in parts.items()})
+    stats["tokenizer_rows"] = len(sample)
+    stats["domains"] = len(domain_names)
     stats["vocab_size"] = tokenizer.get_vocab_size()
+    stats["seconds"] = {k: round(v, 2) for k, v in seconds.items()}
     stats["settings"] = {k: v for k, v in vars(settings).items()}
+    stats["cache_version"] = CACHE_VERSION
     write_json(out_dir / "meta.json", stats)
 
 
@@ -290,9 +451,11 @@ def describe(stats: dict) -> str:
         f"(train_frac {s['settings']['train_frac']})",
         f"  dropped: {s['dropped_type']:,} unmapped or missing type, "
         f"{s['dropped_empty']:,} empty content, {s['dropped_duplicate']:,} repeated content",
-        f"  kept {s['rows_kept'] - s['dropped_duplicate']:,}, balanced to "
-        f"{s['balanced_rows']:,}: train {s['train_rows']:,}, val {s['val_rows']:,}, "
-        f"test {s['test_rows']:,}; vocabulary {s['vocab_size']:,}",
+        f"  kept {s['rows_kept'] - s['dropped_duplicate']:,} from {s['domains']:,} domains, "
+        f"balanced to {s['balanced_rows']:,}: train {s['train_rows']:,}, "
+        f"val {s['val_rows']:,}, test {s['test_rows']:,}",
+        f"  tokenizer: {s['vocab_size']:,} tokens learnt from {s['tokenizer_rows']:,} "
+        f"training rows",
     ])  # fmt: skip
 
 
@@ -300,14 +463,18 @@ def load_cache_dir(cache_dir: Path, from_cache: bool = True) -> Dataset:
     """A built cache folder as a Dataset (no CSV needed). The arrays are memory-mapped,
     read-only: opening is instant whatever their size, and the jobs of a sweep share one
     copy in the page cache."""
+    stats = json.loads((cache_dir / "meta.json").read_text())
     tokenizer = Tokenizer.from_file(str(cache_dir / "tokenizer.json"))
+    parts = ("ids", "lengths", "labels", "domains", "rows")
+    if stats.get("cache_version", 1) < 2:  # no domains; its `rows` counted other rows
+        parts = parts[:3]
     splits = {
-        name: Split(*(np.load(cache_dir / f"{name}_{part}.npy", mmap_mode="r")
-                      for part in ("ids", "lengths", "labels")))  # fmt: skip
+        name: Split(*(np.load(cache_dir / f"{name}_{part}.npy", mmap_mode="r") for part in parts))
         for name in SPLITS
     }
-    stats = json.loads((cache_dir / "meta.json").read_text())
-    return Dataset(splits, tokenizer, stats, cache_dir, from_cache)
+    domains = cache_dir / "domains.json"
+    domain_names = json.loads(domains.read_text()) if domains.is_file() else []
+    return Dataset(splits, tokenizer, domain_names, stats, cache_dir, from_cache)
 
 
 def load_dataset(settings: DataSettings, data_dir: str | Path) -> Dataset:
@@ -341,6 +508,8 @@ def batch_tensors(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Rows `index` of a split as (ids, labels) tensors, trimmed to the batch's longest row
     (dynamic padding: short articles do not pay for max_length)."""
+    import torch
+
     width = int(split.lengths[index].max())
     ids = torch.from_numpy(split.ids[index, :width].astype(np.int64))
     labels = torch.from_numpy(split.labels[index].astype(np.int64))

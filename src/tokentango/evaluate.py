@@ -89,7 +89,7 @@ def evaluate_checkpoint(
     """Metrics of one checkpoint on a split of the data it was trained on: all of it, or
     a fixed seeded `fraction`; with `masked`, on BERT-masked inputs (seeded masks, at
     `mask_prob` or, by default, the run's own `objective.mask_prob`)."""
-    from tokentango.checkpoints import restore_model
+    from tokentango.checkpoints import CheckpointError, restore_model
 
     if split not in SPLITS:
         raise ConfigError(f"invalid argument --split {split!r}: one of {', '.join(SPLITS)}")
@@ -98,14 +98,20 @@ def evaluate_checkpoint(
     if batch_size < 1:
         raise ConfigError(f"invalid argument --batch-size {batch_size}: must be >= 1")
     target = resolve_device(device)
-    model, meta, _ = restore_model(path, target)
-    rows = run_dataset(meta, data_dir).splits[split]
+    model, meta, tokenizer = restore_model(path, target)
+    data = run_dataset(meta, data_dir)
+    if data.tokenizer.to_str() != tokenizer.to_str():
+        raise CheckpointError(
+            f"{path} was trained on other token ids than its data gives now "
+            f"({data.cache_dir.name}): the data file or its preprocessing changed"
+        )
+    rows = data.splits[split]
     if mask_prob is None:
         mask_prob = meta["config"]["objective"]["mask_prob"]
     if fraction < 1.0:
         rng = np.random.default_rng(seed)
         keep = np.sort(rng.permutation(len(rows))[: max(1, round(fraction * len(rows)))])
-        rows = Split(rows.ids[keep], rows.lengths[keep], rows.labels[keep])
+        rows = rows.subset(keep)
     probs = predict(model, rows, batch_size, target, mask_prob=mask_prob if masked else None,
                     seed=seed)  # fmt: skip
     metrics = classification_metrics(rows.labels.astype(int), (probs >= 0.5).astype(int))

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tokentango.data import MASK_ID, PAD_ID, SPECIAL_TOKENS
+from tokentango.tokenization import MASK_ID, PAD_ID, SPECIAL_TOKENS
 
 N_CLASSES = 2
 

@@ -9,9 +9,10 @@ import numpy as np
 
 from tokentango.checkpoints import restore_model
 from tokentango.config import ConfigError
-from tokentango.data import LABEL_NAMES, Split, encode
+from tokentango.data import LABEL_NAMES, Split
 from tokentango.device import resolve_device
 from tokentango.evaluate import predict
+from tokentango.tokenization import encode
 
 
 def predict_texts(
