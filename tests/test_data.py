@@ -126,7 +126,7 @@ def test_texts_cut_too_short_when_spilled_are_encoded_from_the_csv(
     tokenizer = train_tokenizer(csv["content"].dropna().tolist(), 500, 64)
     monkeypatch.setattr(data_module, "SPILL_CHARS_PER_TOKEN", 1)  # 64 characters: too few
     with (tmp_path / "spill.bin").open("w+b") as spill:
-        parts, _, _ = split_rows(corpus, s, spill)
+        parts, _, _ = split_rows(s, spill)
         spill.flush()
         stats = encode_splits(tokenizer, parts, spill, tmp_path, corpus, chunk_rows=100)
     assert stats["rows_encoded_from_csv"] > 50
@@ -186,11 +186,27 @@ def test_second_load_is_a_cache_hit_without_reading_the_csv(
     assert [p.name for p in (tmp_path / "cache").iterdir() if p.name.startswith(".")] == []
 
 
+def test_a_killed_builds_leftovers_are_removed_by_the_next_build(
+    corpus: Path, tmp_path: Path
+) -> None:
+    from tokentango.data import cache_key
+
+    left = tmp_path / "cache" / f".{cache_key(settings(corpus))}.tmp424242"
+    left.mkdir(parents=True)
+    (left / "spill.bin").write_bytes(b"x" * 1000)  # as a SIGKILL mid-build leaves it
+    load_dataset(settings(corpus), tmp_path)
+    assert not left.exists()
+
+
 def test_unusable_csv_is_one_clear_error(tmp_path: Path) -> None:
     bad = tmp_path / "bad.csv"
     bad.write_text("id,title\n1,hello\n")
-    with pytest.raises(DataError, match=r"bad\.csv"):
+    with pytest.raises(DataError, match=r"bad\.csv has no 'type' or 'content' column"):
         load_dataset(settings(bad), tmp_path)
+    tiny_csv = tmp_path / "tiny.csv"
+    tiny_csv.write_text("type,content\nfake,a b\nreliable,c d\nfake,e f\n")
+    with pytest.raises(DataError, match="too few to split"):
+        load_dataset(settings(tiny_csv), tmp_path)
     with pytest.raises(DataError, match="not found"):
         load_dataset(settings(tmp_path / "missing.csv"), tmp_path)
     assert not [p for p in (tmp_path / "cache").iterdir() if p.is_dir()]  # nothing half-built
@@ -259,8 +275,8 @@ def test_generated_signal_is_learnable_but_not_trivial(tmp_path: Path) -> None:
     data = compose().data  # the corpus and split a default run trains on
     path = ensure_sample_corpus(tmp_path, data.sample_rows)
     with (tmp_path / "spill.bin").open("w+b") as spill:
-        parts, _, _ = split_rows(path, settings(path, seed=data.seed, val_frac=data.val_frac,
-                                                  test_frac=data.test_frac), spill)
+        s = settings(path, seed=data.seed, val_frac=data.val_frac, test_frac=data.test_frac)
+        parts, _, _ = split_rows(s, spill)
         texts = {name: read_spilled(spill, part) for name, part in parts.items()}
     vectorizer = TfidfVectorizer()
     x_train = vectorizer.fit_transform(texts["train"])

@@ -100,6 +100,23 @@ def test_resume_refuses_data_that_now_tokenizes_differently(
               resume_from=latest)  # fmt: skip
 
 
+def test_resume_reads_the_cache_it_was_trained_on_after_preprocessing_changed(
+    tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tokentango import data as data_module
+
+    train(tiny(data_dir, "trainer.max_steps=4"), tmp_path, "r")
+    latest = checkpoints.latest_checkpoint(tmp_path)
+    monkeypatch.setattr(data_module, "CACHE_VERSION", 99)  # today's key: another folder
+
+    def no_rebuild(*_a, **_k):
+        raise AssertionError("the data was built again")
+
+    monkeypatch.setattr(data_module, "scan_csv", no_rebuild)
+    resumed = train(tiny(data_dir, "trainer.max_steps=8"), tmp_path, "r", resume_from=latest)
+    assert resumed["steps"] == 8
+
+
 def test_resume_keeps_the_runs_config_and_warns_about_ignored_overrides(
     trained_run: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

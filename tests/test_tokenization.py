@@ -110,6 +110,17 @@ def test_another_tokenizer_pipeline_is_encoded_by_the_tokenizer_alone(texts) -> 
     assert counts["fast"] == 0
 
 
+def test_a_tokenizer_with_tokens_of_its_own_is_encoded_by_the_tokenizer_alone(texts) -> None:
+    tokenizer = train_tokenizer(texts, 600, 64)
+    tokenizer.add_tokens(["hello"])
+    tokenizer.add_special_tokens(["<url>"])
+    encoder = Encoder(tokenizer)
+    assert not encoder.fast
+    sample = ["say hello world", "see <url> now", "HELLO there " * 40]
+    ids, lengths, _ = encoder.encode(sample)
+    assert (ids.tolist(), lengths.tolist()) == reference(tokenizer, sample)
+
+
 def test_cuts_fall_at_ascii_whitespace_and_fit_the_text(texts, tokenizer) -> None:
     assert cut_at_whitespace("abc def ghi", 5) == "abc def"
     assert cut_at_whitespace("abcdefghi", 5) == "abcdefghi"  # nowhere safe to cut

@@ -179,7 +179,8 @@ RENAMED_KEYS = {
 }
 DROPPED_KEYS = ("paths",)
 # Keys added later -> the value that does what versions before them did: a stored config
-# without one is read with it, so an old run rebuilds and resumes on the same data.
+# without one is read with it. (A resumed or evaluated run reads the data cache it was
+# trained on while that is there: see data.load_run_dataset.)
 ADDED_KEYS = {
     "data.tokenizer_rows": None,  # every training row taught the tokenizer
 }

@@ -1,7 +1,7 @@
 """Data stage: CSV -> labelled, balanced, split rows -> BPE tokenizer -> token id arrays.
 
-The build streams, so its memory does not grow with the file (FakeNewsCorpus is 4 GB at
-995,000 rows and 8.5 million rows in all):
+The build streams, so its memory barely grows with the file (~55 bytes a CSV row; the
+file is 4 GB at FakeNewsCorpus's 995,000 rows and 8.5 million rows make the corpus):
 
 1. scan: read the CSV once, in chunks; keep per labelled row only its label, a 128-bit
    digest of its content, its domain and positions, and write its content (cut where no
@@ -240,19 +240,24 @@ def split_frame(
     from sklearn.model_selection import train_test_split
 
     holdout = val_frac + test_frac
-    train, rest = train_test_split(
-        frame, test_size=holdout, random_state=seed, stratify=frame["label"]
-    )
-    val, test = train_test_split(
-        rest, test_size=test_frac / holdout, random_state=seed, stratify=rest["label"]
-    )
+    try:
+        train, rest = train_test_split(
+            frame, test_size=holdout, random_state=seed, stratify=frame["label"]
+        )
+        val, test = train_test_split(
+            rest, test_size=test_frac / holdout, random_state=seed, stratify=rest["label"]
+        )
+    except ValueError as err:  # too few rows of a class for a stratified split
+        raise DataError(f"{len(frame)} balanced rows are too few to split into train, val "
+                        f"and test ({err}); need more rows or a larger train_frac") from err
     return {"train": train, "val": val, "test": test}
 
 
 def split_rows(
-    path: str | Path, settings: DataSettings, spill: BinaryIO
+    settings: DataSettings, spill: BinaryIO
 ) -> tuple[dict[str, pd.DataFrame], list[str], dict]:
     """Passes 1 and 2: the balanced train/val/test rows (no contents: see `scan_csv`)."""
+    path = settings.path
     frame, domain_names, stats = scan_csv(
         path, settings.train_frac, settings.seed, settings.chunk_rows, spill,
         settings.max_length * SPILL_CHARS_PER_TOKEN,
@@ -313,7 +318,8 @@ class _SplitWriter:
     def write(self, index: np.ndarray, ids: np.ndarray, lengths: np.ndarray) -> None:
         fd = self.file.fileno()
         for i, row in zip(index.tolist(), ids, strict=True):
-            os.pwrite(fd, row.tobytes(), self.header + i * self.row_bytes)
+            if os.pwrite(fd, row.tobytes(), self.header + i * self.row_bytes) != self.row_bytes:
+                raise OSError(f"short write to {self.file.name}")
         self.lengths[index] = lengths
 
     def close(self) -> None:
@@ -333,7 +339,7 @@ def encode_splits(
     whose spilled text was cut and still does not fill max_length are encoded from the
     CSV itself, in one more read that happens only when there are any."""
     encoder, counts = Encoder(tokenizer), {"fast": 0, "encoded_again": 0}
-    width = tokenizer.padding["length"]
+    width = encoder.max_length
     writers = {name: _SplitWriter(out_dir, name, part, width, encoder.dtype)
                for name, part in parts.items()}  # fmt: skip
     every = pd.concat([part.assign(split=name, index_in_split=np.arange(len(part)))
@@ -373,6 +379,8 @@ def read_contents(path: str | Path, rows: np.ndarray, chunk_rows: int) -> list[s
         for row in here:
             found[int(row)] = chunk["content"].iat[row - start]
         start += len(chunk)
+    if len(found) < len(set(rows.tolist())):
+        raise DataError(f"{path} changed while it was read (rows missing on a second read)")
     return [found[int(row)] for row in rows]
 
 
@@ -419,7 +427,7 @@ def _build(settings: DataSettings, out_dir: Path) -> None:
     seconds = {}
     started = time.perf_counter()
     with (out_dir / "spill.bin").open("w+b") as spill:
-        parts, domain_names, stats = split_rows(settings.path, settings, spill)
+        parts, domain_names, stats = split_rows(settings, spill)
         spill.flush()
         seconds["read"] = time.perf_counter() - started
         sample = tokenizer_sample(parts["train"], settings.tokenizer_rows, settings.seed)
@@ -445,17 +453,18 @@ def _build(settings: DataSettings, out_dir: Path) -> None:
 def describe(stats: dict) -> str:
     """What preprocessing read, dropped (by reason), kept and split: for people and logs."""
     s = stats
+    domains = f" from {s['domains']:,} domains" if "domains" in s else ""  # not in version 1
+    learnt_from = s.get("tokenizer_rows", s["train_rows"])
     return "\n".join([
         f"{s['settings']['path']}",
         f"  read {s['rows_read']:,} rows, sampled {s['rows_sampled']:,} "
         f"(train_frac {s['settings']['train_frac']})",
         f"  dropped: {s['dropped_type']:,} unmapped or missing type, "
         f"{s['dropped_empty']:,} empty content, {s['dropped_duplicate']:,} repeated content",
-        f"  kept {s['rows_kept'] - s['dropped_duplicate']:,} from {s['domains']:,} domains, "
+        f"  kept {s['rows_kept'] - s['dropped_duplicate']:,}{domains}, "
         f"balanced to {s['balanced_rows']:,}: train {s['train_rows']:,}, "
         f"val {s['val_rows']:,}, test {s['test_rows']:,}",
-        f"  tokenizer: {s['vocab_size']:,} tokens learnt from {s['tokenizer_rows']:,} "
-        f"training rows",
+        f"  tokenizer: {s['vocab_size']:,} tokens learnt from {learnt_from:,} training rows",
     ])  # fmt: skip
 
 
@@ -492,8 +501,9 @@ def load_dataset(settings: DataSettings, data_dir: str | Path) -> Dataset:
             return load_cache_dir(cache_dir, from_cache=True)
         log.info("preprocessing %s into %s", path, cache_dir)
         shutil.rmtree(cache_dir, ignore_errors=True)  # never complete without meta.json
+        for stale in cache_root.glob(f".{cache_dir.name}.tmp*"):  # a killed build's (spill)
+            shutil.rmtree(stale, ignore_errors=True)
         tmp = cache_root / f".{cache_dir.name}.tmp{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         try:
             _build(settings, tmp)
@@ -501,6 +511,25 @@ def load_dataset(settings: DataSettings, data_dir: str | Path) -> Dataset:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return load_cache_dir(cache_dir, from_cache=False)
+
+
+def load_run_dataset(cfg, data_cache: str | None = None) -> Dataset:
+    """The data a run trains on: the cache it was trained on (`data_cache`, a folder name
+    under `<data_dir>/cache/`) while it is there and was built for the same data settings,
+    so a resumed or evaluated run keeps its token ids whatever changed in preprocessing
+    since; else the cache for its settings, built if needed."""
+    settings = settings_from_config(cfg)
+    cache = Path(cfg.runtime.data_dir) / "cache" / (data_cache or "-")
+    if data_cache and (cache / "meta.json").is_file():
+        built_for = json.loads((cache / "meta.json").read_text())["settings"]
+        if all(built_for[k] == getattr(settings, k) for k in _SAME_DATA) and \
+                Path(built_for["path"]).name == Path(settings.path).name:  # fmt: skip
+            return load_cache_dir(cache)
+    return load_dataset(settings, cfg.runtime.data_dir)
+
+
+# The settings that make the same rows and tokens, whatever the preprocessing version.
+_SAME_DATA = ("train_frac", "seed", "val_frac", "test_frac", "vocab_size", "max_length")
 
 
 def batch_tensors(

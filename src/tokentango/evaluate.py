@@ -128,15 +128,12 @@ def run_dataset(meta: dict, data_dir: str | None = None):
     there (no CSV needed), else rebuilt from the CSV."""
     from omegaconf import OmegaConf
 
-    from tokentango.data import load_cache_dir, load_dataset, settings_from_config
+    from tokentango.data import load_run_dataset
 
     run_cfg = OmegaConf.create(meta["config"])
     if data_dir is not None:
         run_cfg.runtime.data_dir = data_dir
-    cache = Path(run_cfg.runtime.data_dir) / "cache" / meta.get("data_cache", "-")
-    if (cache / "meta.json").is_file():
-        return load_cache_dir(cache)
-    return load_dataset(settings_from_config(run_cfg), run_cfg.runtime.data_dir)
+    return load_run_dataset(run_cfg, meta.get("data_cache"))
 
 
 def result_path(checkpoint: Path, split: str, masked: bool) -> Path:

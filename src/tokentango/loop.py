@@ -25,8 +25,7 @@ from tokentango.data import (
     batch_tensors,
     describe,
     epoch_batches,
-    load_dataset,
-    settings_from_config,
+    load_run_dataset,
 )
 from tokentango.device import autocast, resolve_device, set_threads
 from tokentango.evaluate import evaluate_split
@@ -89,7 +88,9 @@ def set_up(
     seed_everything(cfg.seed)
     set_threads(cfg.runtime.threads)
     device = resolve_device(cfg.runtime.device)
-    data = load_dataset(settings_from_config(cfg), cfg.runtime.data_dir)
+    # A resumed run reads the cache it was trained on while that is there.
+    trained_on = resume_from and checkpoints.read_metadata(resume_from).get("data_cache")
+    data = load_run_dataset(cfg, trained_on)
     log.info("data (%s %s):\n%s", "cache" if data.from_cache else "built into",
              data.cache_dir, describe(data.stats))  # fmt: skip
     model = build_model(cfg.model, data.vocab_size, cfg.data.max_length).to(device)

@@ -16,6 +16,7 @@ is the first n rows of any larger one with the same seed.
 from __future__ import annotations
 
 import functools
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -383,8 +384,13 @@ def write_corpus(
     def write(tmp: Path) -> None:
         with tmp.open("w", newline="") as out, ProcessPoolExecutor(workers) as pool:
             out.write("," + ",".join(COLUMNS) + "\n")
-            for text in pool.map(_block, jobs):  # in order, a few blocks ahead
-                out.write(text)
+            pending: deque = deque()
+            for job in jobs:  # in order, at most two blocks a worker ahead of the file
+                pending.append(pool.submit(_block, job))
+                if len(pending) > 2 * workers:
+                    out.write(pending.popleft().result())
+            while pending:
+                out.write(pending.popleft().result())
 
     write_atomically(path, write)
     return path

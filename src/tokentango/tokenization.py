@@ -165,12 +165,13 @@ class Encoder:
         words = re.compile(f"[{word}]+|[{other}]+")
         model = tokenizer.model
 
-        # Bounded caches: memory stays flat on a corpus of any vocabulary.
-        @functools.lru_cache(maxsize=1 << 18)
+        # Bounded caches: memory stays flat on a corpus of any vocabulary (a chunk is at
+        # most a cut text's length, so at worst tens of MB in all).
+        @functools.lru_cache(maxsize=1 << 16)
         def word_ids(word: str) -> tuple[int, ...]:
             return tuple(token.id for token in model.tokenize(word))
 
-        @functools.lru_cache(maxsize=1 << 18)
+        @functools.lru_cache(maxsize=1 << 16)
         def chunk_ids(chunk: str) -> tuple[int, ...]:  # between two whitespaces
             return tuple(itertools.chain.from_iterable(map(word_ids, words.findall(chunk))))
 
@@ -183,7 +184,10 @@ class Encoder:
         counting [CLS]. Each text is first encoded cut after `cut_chars` characters
         (default: max_length * ENCODE_CHARS_PER_TOKEN), and whole only when the cut part
         falls short."""
-        cut_chars = cut_chars or self.max_length * ENCODE_CHARS_PER_TOKEN
+        if cut_chars is None:
+            cut_chars = self.max_length * ENCODE_CHARS_PER_TOKEN
+        if not self.fast:  # the cut is safe for the pipeline `train_tokenizer` builds only
+            cut_chars = max(map(len, texts), default=0)
         ids = np.full((len(texts), self.max_length), PAD_ID, dtype=self.dtype)
         lengths = np.zeros(len(texts), np.int32)
         slow = []
@@ -244,15 +248,17 @@ def encode(tokenizer: Tokenizer, texts: list[str]) -> tuple[np.ndarray, np.ndarr
 
 def _built_here(tokenizer: Tokenizer) -> bool:
     """Whether `tokenizer` works as `train_tokenizer` makes it (the fast path's premise):
-    same normalizer, pre-tokenizer, BPE without dropout, [CLS] template, right-side
-    truncation and padding."""
+    same normalizer, pre-tokenizer, special tokens and nothing else added, BPE without
+    dropout, [CLS] template, right-side truncation and padding."""
     mine = json.loads(tokenizer.to_str())
     reference = _untrained()
     configure_encoding(reference, tokenizer.padding["length"])
     expected = json.loads(reference.to_str())
     model = mine.get("model") or {}
+    added = [(t["content"], t["special"]) for t in mine.get("added_tokens", [])]
     return (
-        all(mine.get(key) == expected[key] for key in
+        added == [(token, True) for token in SPECIAL_TOKENS]  # all begin with "["
+        and all(mine.get(key) == expected[key] for key in
             ("normalizer", "pre_tokenizer", "post_processor", "truncation", "padding"))
         and model.get("type") == "BPE" and model.get("dropout") is None
         and not model.get("fuse_unk") and not model.get("byte_fallback")
