@@ -165,3 +165,31 @@ def test_checkpoints_cli_list_filters_sort_and_losses(trained_run: Path, tmp_pat
     assert png.stat().st_size > 1000
     assert checkpoints_cli.main(["losses", "nobody", str(root)]) == 2
     assert checkpoints_cli.main(["list", str(tmp_path / "missing")]) == 2
+
+
+# Start-up: commands that need no tensors import none of torch, scikit-learn or pandas
+# (seconds of every call and every sweep job); what they import is checked, not timed.
+_IMPORTED_BY = """
+import runpy, sys
+sys.argv = [sys.argv[1], *sys.argv[2:]]
+try:
+    runpy.run_module(sys.argv[0], run_name="__main__")
+except SystemExit:
+    pass
+print(sorted({"torch", "sklearn", "pandas", "scipy", "matplotlib"} & set(sys.modules)))
+"""
+
+
+@pytest.mark.parametrize("command", [
+    ["tokentango.train", "--help"],
+    ["tokentango.checkpoints", "list"],
+    ["tokentango.train", "train_frac=7"],  # a bad command line fails before any import
+])  # fmt: skip
+def test_light_commands_import_no_heavy_library(command: list[str], trained_run: Path) -> None:
+    import subprocess
+    import sys
+
+    args = [*command, str(trained_run.parent)] if command[1] == "list" else command
+    out = subprocess.run([sys.executable, "-c", _IMPORTED_BY, *args], capture_output=True,
+                         text=True, timeout=300).stdout  # fmt: skip
+    assert out.strip().splitlines()[-1] == "[]", out

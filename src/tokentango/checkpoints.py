@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from tokentango.config import upgrade_config
 from tokentango.rundir import write_atomically
+
+if TYPE_CHECKING:  # torch loads when tensors are read or written: listing needs only JSON
+    import torch
 
 FORMAT_VERSION = 1
 SUFFIX = ".pt"
@@ -52,6 +53,8 @@ def save_checkpoint(
         "state": state or {},
         "meta_json": json.dumps(meta),
     }
+    import torch
+
     write_atomically(path, lambda tmp: torch.save(payload, tmp))
     meta_text = json.dumps({**meta, "file": path.name}, indent=2)
     write_atomically(path.with_suffix(".json"), lambda tmp: tmp.write_text(meta_text))
@@ -60,6 +63,8 @@ def save_checkpoint(
 
 def read_payload(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """The whole checkpoint, loaded safely; CheckpointError for anything unusable."""
+    import torch
+
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")

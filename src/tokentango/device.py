@@ -1,9 +1,11 @@
-"""Where and how fast a run computes: device, precision (autocast) and threads."""
+"""Where and how fast a run computes: device, precision (autocast), threads, start-up."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import re
+from pathlib import Path
 
 import torch
 
@@ -33,3 +35,15 @@ def set_threads(threads: int | None) -> None:
     """torch's intra-op threads for this process (null: leave PyTorch's default)."""
     if threads is not None:
         torch.set_num_threads(threads)
+
+
+def seconds_since_launch() -> float | None:
+    """Seconds since this process started (interpreter start-up and imports included), from
+    /proc; None where there is no /proc."""
+    try:
+        stat = Path("/proc/self/stat").read_text()
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+    except OSError:
+        return None
+    started_ticks = int(stat.rsplit(")", 1)[1].split()[19])  # field 22: starttime
+    return uptime - started_ticks / os.sysconf("SC_CLK_TCK")

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
 from tokentango.config import ConfigError
 from tokentango.data import LABEL_NAMES, SPLITS, Split, batch_tensors
@@ -43,6 +42,8 @@ def predict(
 def classification_metrics(labels: np.ndarray, predictions: np.ndarray) -> dict:
     """Accuracy, precision/recall/F1 of the `fake` class, and a labelled confusion matrix
     (rows: true label, columns: predicted label)."""
+    from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+
     precision, recall, f1, _ = precision_recall_fscore_support(
         labels, predictions, average="binary", pos_label=1, zero_division=0
     )

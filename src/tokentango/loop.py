@@ -27,7 +27,7 @@ from tokentango.data import (
     epoch_batches,
     load_run_dataset,
 )
-from tokentango.device import autocast, resolve_device, set_threads
+from tokentango.device import autocast, resolve_device, seconds_since_launch, set_threads
 from tokentango.evaluate import evaluate_split
 from tokentango.model import BertClassifier, Losses, build_model, compute_losses
 from tokentango.rng import rng_state, seed_everything, set_rng_state
@@ -269,7 +269,7 @@ def train(
     show_bar = cfg.runtime.progress_bar
     bar = tqdm(total=training.total_steps, initial=state.step, desc=run_name, dynamic_ncols=True,
                disable=not (sys.stderr.isatty() if show_bar is None else show_bar))  # fmt: skip
-    loop_started = time.perf_counter() - state.seconds
+    loop_started, started_at = time.perf_counter() - state.seconds, state.step
     training.model.train()
     while state.step < training.total_steps and state.status == "running":
         ids, labels = next_batch(training)
@@ -277,6 +277,8 @@ def train(
         losses = train_step(training.model, training.optimizer, ids, labels, cfg,
                             training.device)  # fmt: skip
         advance(training, losses, len(labels), time.perf_counter() - step_started)
+        if state.step == started_at + 1 and (launched := seconds_since_launch()) is not None:
+            log.info("first step done %.1f s after launch", launched)  # start-up, measured
         bar.update(1)
         if state.step % cfg.trainer.eval_every == 0 or state.step == training.total_steps:
             record = evaluate_and_checkpoint(training, loop_started)

@@ -39,9 +39,6 @@ from tokentango.config import (
     user_overrides,
     validate,
 )
-from tokentango.device import resolve_device
-from tokentango.evaluate import format_confusion
-from tokentango.loop import optimizer_name, train
 
 log = logging.getLogger("tokentango.run")
 
@@ -52,6 +49,9 @@ def main(cfg: DictConfig) -> float | None:
     run_dir = Path(hydra_cfg.runtime.output_dir)
     try:
         validate(cfg)
+        # Imported once the config is good: `--help` and bad values never pay for torch.
+        from tokentango.device import resolve_device
+
         resolve_device(cfg.runtime.device)
         plan = plan_job(cfg, run_dir, list(hydra_cfg.overrides.task))
     except (ConfigError, checkpoints.CheckpointError) as err:
@@ -64,6 +64,8 @@ def main(cfg: DictConfig) -> float | None:
         print(f"{run_dir.name}: already {plan['skip']['status']}, skipped")
         return plan["skip"].get("test_accuracy")
     cfg, run_name = plan["cfg"], plan["run_name"]
+    from tokentango.loop import optimizer_name, train
+
     try:
         results = train(cfg, run_dir, run_name, plan["resume_from"])
     except Exception as err:
@@ -140,6 +142,8 @@ def resume_config(cfg: DictConfig, meta: dict, task_overrides: list[str]) -> Dic
 
 
 def print_results(results: dict, run_dir: Path) -> None:
+    from tokentango.evaluate import format_confusion
+
     print(
         f"\n{results['run_name']}: {results['status']} after {results['steps']} steps "
         f"({results['train_seconds']:.0f}s, {results['samples_per_second']:.0f} samples/s)\n"
