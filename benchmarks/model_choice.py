@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tokentango.config import compose_config
 from tokentango.evaluate import evaluate_split
-from tokentango.loop import advance, next_batch, set_up, train_step
+from tokentango.loop import advance, next_batch, schedule_lr, set_up, train_step
 
 
 def run(preset: str, use_mlm: bool, seconds: float, eval_every: int, overrides: list[str]) -> dict:
@@ -36,6 +36,7 @@ def run(preset: str, use_mlm: bool, seconds: float, eval_every: int, overrides: 
     model.train()
     while state.step_seconds < seconds:
         ids, labels = next_batch(training)
+        schedule_lr(training)
         started = time.perf_counter()
         losses = train_step(model, training.optimizer, ids, labels, cfg, training.device)
         advance(training, losses, len(labels), time.perf_counter() - started)

@@ -25,7 +25,7 @@ from tokentango.config import (
 )
 from tokentango.run import prepare_overrides
 
-GROUPS = ["optimizer", "objective", "data", "model", "trainer", "runtime"]
+GROUPS = ["optimizer", "scheduler", "objective", "data", "model", "trainer", "runtime"]
 
 
 def options(group: str) -> list[str]:
@@ -102,6 +102,8 @@ def test_early_stopping_can_be_turned_off() -> None:
     ("data.path=/no/such/file.csv", "data.path"),
     ("runtime.threads=0", "runtime.threads"),
     ("runtime.eval_batch_size=0", "runtime.eval_batch_size"),
+    ("scheduler.min_lr_ratio=2", "scheduler.min_lr_ratio"),
+    ("scheduler.warmup_steps=-1", "scheduler.warmup_steps"),
 ])  # fmt: skip
 def test_bad_values_name_the_key(override: str, key: str) -> None:
     cfg = compose(override)

@@ -45,7 +45,10 @@ def kill_after_checkpoint(monkeypatch: pytest.MonkeyPatch, n: int) -> None:
     # Past an epoch boundary (~58 batches an epoch) with live early-stopping counters.
     ["trainer.max_steps=100", "trainer.eval_every=10", "optimizer.lr=3e-3",
      "trainer.early_stopping.threshold=0.5", "trainer.early_stopping.patience=6"],
-], ids=["within-an-epoch", "across-epochs-with-early-stopping"])  # fmt: skip
+    # Mid warm-up and mid decay of a learning-rate schedule.
+    ["trainer.max_steps=24", "trainer.early_stopping=null", "scheduler=cosine",
+     "scheduler.warmup_steps=10"],
+], ids=["within-an-epoch", "across-epochs-with-early-stopping", "lr-schedule"])  # fmt: skip
 def test_killed_after_third_checkpoint_and_resumed_gives_identical_metrics(
     tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch, budget: list[str]
 ) -> None:

@@ -168,3 +168,30 @@ def test_bf16_autocast_trains_on_cpu(tmp_path: Path, data_dir: Path) -> None:
     assert results["precision"] == "bf16" and results["steps"] == 4
     losses = [m["cls_loss"] for m in read_metrics(tmp_path)]
     assert all(0 < loss < 5 for loss in losses)  # finite, sane losses in bf16
+
+
+def test_learning_rate_schedules_warm_up_and_decay() -> None:
+    from tokentango.loop import lr_factor
+
+    def factors(name: str, warmup: int, floor: float) -> list[float]:
+        schedule = OmegaConf.create({"name": name, "warmup_steps": warmup,
+                                     "min_lr_ratio": floor})  # fmt: skip
+        return [lr_factor(step, 110, schedule) for step in range(111)]
+
+    cosine, linear, constant = factors("cosine", 10, 0.1), factors("linear", 10, 0.0), \
+        factors("constant", 0, 1.0)  # fmt: skip
+    assert cosine[:10] == [pytest.approx((s + 1) / 10) for s in range(10)]  # warm-up
+    assert cosine[10] == pytest.approx(1.0) and cosine[110] == pytest.approx(0.1)
+    assert cosine[60] == pytest.approx(0.55)  # half-way: the mean of 1 and the floor
+    assert linear[60] == pytest.approx(0.5) and linear[110] == pytest.approx(0.0)
+    assert all(a >= b for a, b in zip(cosine[10:], cosine[11:], strict=False))
+    assert constant == [1.0] * 111
+
+
+def test_a_run_follows_its_schedule(tmp_path: Path, data_dir: Path) -> None:
+    train(tiny(data_dir, "scheduler=linear", "scheduler.warmup_steps=4",
+               "optimizer.lr=1e-3", "trainer.early_stopping=null"), tmp_path, "r")  # fmt: skip
+    # Evaluations after steps 4, 8 and 12 of 12 show the rate of steps 4, 8 and 12: the
+    # warm-up's last, then 3/8 and 7/8 of the way down.
+    lrs = [m["lr"] for m in read_metrics(tmp_path)]
+    assert lrs == [pytest.approx(1e-3), pytest.approx(1e-3 * 5 / 8), pytest.approx(1e-3 / 8)]

@@ -43,6 +43,12 @@ class Precision(StrEnum):
     bf16 = "bf16"
 
 
+class Schedule(StrEnum):
+    constant = "constant"
+    cosine = "cosine"
+    linear = "linear"
+
+
 @dataclass
 class AdamConf:  # torch.optim.Adam and AdamW
     _target_: str = MISSING
@@ -124,8 +130,16 @@ class RuntimeConf:
 
 
 @dataclass
+class SchedulerConf:
+    name: Schedule = MISSING
+    warmup_steps: int = MISSING
+    min_lr_ratio: float = MISSING
+
+
+@dataclass
 class Config:
     optimizer: Any = MISSING
+    scheduler: SchedulerConf = field(default_factory=SchedulerConf)
     objective: ObjectiveConf = field(default_factory=ObjectiveConf)
     data: DataConf = field(default_factory=DataConf)
     model: ModelConf = field(default_factory=ModelConf)
@@ -183,6 +197,9 @@ DROPPED_KEYS = ("paths",)
 # trained on while that is there: see data.load_run_dataset.)
 ADDED_KEYS = {
     "data.tokenizer_rows": None,  # every training row taught the tokenizer
+    "scheduler.name": "constant",  # the learning rate stayed at optimizer.lr
+    "scheduler.warmup_steps": 0,
+    "scheduler.min_lr_ratio": 1.0,
 }
 
 
@@ -310,6 +327,8 @@ _RANGES: list[tuple[str, Any, str]] = [
     ("trainer.grad_clip", lambda v: v is None or v > 0, "must be > 0 or null"),
     ("trainer.early_stopping.threshold", lambda v: 0.0 <= v <= 1.0, "must be in [0, 1]"),
     ("trainer.early_stopping.patience", lambda v: v >= 1, "must be >= 1"),
+    ("scheduler.warmup_steps", lambda v: v >= 0, "must be >= 0"),
+    ("scheduler.min_lr_ratio", lambda v: 0.0 <= v <= 1.0, "must be in [0, 1]"),
     *[(f"model.{k}", lambda v: v >= 1, "must be >= 1")
       for k in ("d_model", "n_heads", "n_layers", "d_ff")],
     ("model.dropout", lambda v: 0.0 <= v < 1.0, "must be in [0, 1)"),

@@ -7,6 +7,7 @@ same pieces.
 from __future__ import annotations
 
 import logging
+import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -160,6 +161,32 @@ def train_step(
     return losses
 
 
+def lr_factor(step: int, total_steps: int, schedule: DictConfig) -> float:
+    """The fraction of optimizer.lr for the step after `step` steps: linear warm-up, then
+    constant, cosine or linear decay to `min_lr_ratio` at `total_steps`. A function of the
+    step alone, so a resumed run continues the same schedule."""
+    if step < schedule.warmup_steps:
+        return (step + 1) / schedule.warmup_steps
+    if schedule.name == "constant":
+        return 1.0
+    warmup = schedule.warmup_steps
+    progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+    if schedule.name == "cosine":
+        decay = 0.5 * (1.0 + math.cos(math.pi * progress))
+    else:
+        decay = 1.0 - progress
+    return schedule.min_lr_ratio + (1.0 - schedule.min_lr_ratio) * decay
+
+
+def schedule_lr(training: Training) -> float:
+    """Set the learning rate of the coming step; returns it."""
+    cfg = training.cfg
+    lr = cfg.optimizer.lr * lr_factor(training.state.step, training.total_steps, cfg.scheduler)
+    for group in training.optimizer.param_groups:
+        group["lr"] = lr
+    return lr
+
+
 def advance(training: Training, losses: Losses, n_samples: int, seconds: float) -> None:
     """Count a finished step: losses, samples, time and the position in the data order."""
     state = training.state
@@ -207,6 +234,7 @@ def evaluate_and_checkpoint(training: Training, loop_started: float) -> dict[str
         "step": state.step, "epoch": state.epoch, "samples": state.samples,
         "cls_loss": _mean(state.cls_losses), "mlm_loss": _mean(state.mlm_losses),
         "val_accuracy": val["accuracy"], "val_f1": val["f1"],
+        "lr": training.optimizer.param_groups[0]["lr"],
         "elapsed_seconds": round(state.seconds, 3),
     }  # fmt: skip
     rundir.append_metrics(training.run_dir, record)
@@ -273,6 +301,7 @@ def train(
     training.model.train()
     while state.step < training.total_steps and state.status == "running":
         ids, labels = next_batch(training)
+        schedule_lr(training)
         step_started = time.perf_counter()
         losses = train_step(training.model, training.optimizer, ids, labels, cfg,
                             training.device)  # fmt: skip
