@@ -297,6 +297,16 @@ def find_checkpoint(spec: str, search_dir: str | Path) -> Path:
     return path
 
 
+def require_same_tokenizer(path: str | Path, trained_with: str | None, data) -> None:
+    """CheckpointError unless `data` (a data.Dataset) gives the token ids the checkpoint at
+    `path` was trained on (`trained_with`: its tokenizer as JSON)."""
+    if trained_with != data.tokenizer.to_str():
+        raise CheckpointError(
+            f"{path} was trained on other token ids than its data gives now "
+            f"({data.cache_dir.name}): the data file or its preprocessing changed"
+        )
+
+
 def restore_model(path: str | Path, device: str | torch.device = "cpu"):
     """(model, metadata, tokenizer) rebuilt from one checkpoint alone: the config and the
     tokenizer travel inside it, so a copied checkpoint still evaluates and predicts."""

@@ -126,6 +126,10 @@ def content_digests(contents: list[bytes]) -> np.ndarray:
     return np.frombuffer(digests, dtype=np.uint64).reshape(len(contents), 2)
 
 
+def _unreadable(path: Path, err: Exception) -> DataError:
+    return DataError(f"cannot read {path} as a FakeNewsCorpus CSV: {err}")
+
+
 def _csv_chunks(path: Path, chunk_rows: int, columns: list[str]) -> Iterator[pd.DataFrame]:
     try:
         yield from pd.read_csv(
@@ -133,7 +137,7 @@ def _csv_chunks(path: Path, chunk_rows: int, columns: list[str]) -> Iterator[pd.
             keep_default_na=False, na_values=[""], engine="c",
         )  # fmt: skip
     except (ValueError, pd.errors.ParserError) as err:  # bad quoting, not a CSV
-        raise DataError(f"cannot read {path} as a FakeNewsCorpus CSV: {err}") from err
+        raise _unreadable(path, err) from err
 
 
 def _columns(path: Path) -> list[str]:
@@ -141,7 +145,7 @@ def _columns(path: Path) -> list[str]:
     try:
         header = pd.read_csv(path, nrows=0).columns
     except (ValueError, pd.errors.ParserError) as err:  # empty file, not a CSV
-        raise DataError(f"cannot read {path} as a FakeNewsCorpus CSV: {err}") from err
+        raise _unreadable(path, err) from err
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:
         raise DataError(f"{path} has no {' or '.join(repr(c) for c in missing)} column "
@@ -424,27 +428,27 @@ def cache_key(settings: DataSettings) -> str:
 
 
 def _build(settings: DataSettings, out_dir: Path) -> None:
-    seconds = {}
-    started = time.perf_counter()
+    times = [time.perf_counter()]  # the end of each pass: read, tokenizer, encode
     with (out_dir / "spill.bin").open("w+b") as spill:
         parts, domain_names, stats = split_rows(settings, spill)
         spill.flush()
-        seconds["read"] = time.perf_counter() - started
+        times.append(time.perf_counter())
         sample = tokenizer_sample(parts["train"], settings.tokenizer_rows, settings.seed)
         tokenizer = train_tokenizer(iter_spilled(spill, sample), settings.vocab_size,
                                     settings.max_length)  # fmt: skip
         tokenizer.save(str(out_dir / "tokenizer.json"))
-        seconds["tokenizer"] = time.perf_counter() - started - seconds["read"]
+        times.append(time.perf_counter())
         stats.update(encode_splits(tokenizer, parts, spill, out_dir, Path(settings.path),
                                    settings.chunk_rows))  # fmt: skip
-        seconds["encode"] = time.perf_counter() - started - seconds["read"] - seconds["tokenizer"]
+        times.append(time.perf_counter())
     (out_dir / "spill.bin").unlink()
     write_json(out_dir / "domains.json", domain_names)
     stats.update({f"{name}_rows": len(part) for name, part in parts.items()})
     stats["tokenizer_rows"] = len(sample)
     stats["domains"] = len(domain_names)
     stats["vocab_size"] = tokenizer.get_vocab_size()
-    stats["seconds"] = {k: round(v, 2) for k, v in seconds.items()}
+    laps = np.diff(times).round(2).tolist()
+    stats["seconds"] = dict(zip(("read", "tokenizer", "encode"), laps, strict=True))
     stats["settings"] = {k: v for k, v in vars(settings).items()}
     stats["cache_version"] = CACHE_VERSION
     write_json(out_dir / "meta.json", stats)

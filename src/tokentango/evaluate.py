@@ -90,7 +90,7 @@ def evaluate_checkpoint(
     """Metrics of one checkpoint on a split of the data it was trained on: all of it, or
     a fixed seeded `fraction`; with `masked`, on BERT-masked inputs (seeded masks, at
     `mask_prob` or, by default, the run's own `objective.mask_prob`)."""
-    from tokentango.checkpoints import CheckpointError, restore_model
+    from tokentango.checkpoints import require_same_tokenizer, restore_model
 
     if split not in SPLITS:
         raise ConfigError(f"invalid argument --split {split!r}: one of {', '.join(SPLITS)}")
@@ -101,11 +101,7 @@ def evaluate_checkpoint(
     target = resolve_device(device)
     model, meta, tokenizer = restore_model(path, target)
     data = run_dataset(meta, data_dir)
-    if data.tokenizer.to_str() != tokenizer.to_str():
-        raise CheckpointError(
-            f"{path} was trained on other token ids than its data gives now "
-            f"({data.cache_dir.name}): the data file or its preprocessing changed"
-        )
+    require_same_tokenizer(path, tokenizer.to_str(), data)
     rows = data.splits[split]
     if mask_prob is None:
         mask_prob = meta["config"]["objective"]["mask_prob"]

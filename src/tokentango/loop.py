@@ -118,11 +118,7 @@ def resume_state(training: Training, checkpoint: Path) -> LoopState:
     """Load a checkpoint of this run into the model and optimizer; its loop state."""
     meta = checkpoints.load_checkpoint(training.model, checkpoint, training.optimizer,
                                        map_location=training.device)  # fmt: skip
-    if meta["state"].get("tokenizer") != training.data.tokenizer.to_str():
-        raise checkpoints.CheckpointError(
-            f"{checkpoint} was trained on other token ids than the data gives now "
-            f"({training.data.cache_dir.name}): the data file or its preprocessing changed"
-        )
+    checkpoints.require_same_tokenizer(checkpoint, meta["state"].get("tokenizer"), training.data)
     state = LoopState(**meta["loop"])
     set_rng_state(meta["state"]["rng"])
     abandoned = checkpoints.set_aside_after(training.checkpoint_dir, state.step,
