@@ -193,3 +193,16 @@ def test_light_commands_import_no_heavy_library(command: list[str], trained_run:
     out = subprocess.run([sys.executable, "-c", _IMPORTED_BY, *args], capture_output=True,
                          text=True, timeout=300).stdout  # fmt: skip
     assert out.strip().splitlines()[-1] == "[]", out
+
+
+def test_a_run_reaches_its_first_step_without_pandas_or_sklearn() -> None:
+    """The training loop's imports (a run that opens a built cache) load neither: they come
+    with the first evaluation (scikit-learn) or a cache build (pandas), not before step 1."""
+    import subprocess
+    import sys
+
+    code = ("import sys, tokentango.run, tokentango.loop\n"
+            "print(sorted({'sklearn', 'pandas'} & set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300).stdout  # fmt: skip
+    assert out.strip() == "[]", out

@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
-import pandas as pd
 from filelock import FileLock
 from tokenizers import Tokenizer
 from tqdm import tqdm
@@ -39,7 +38,10 @@ from tqdm import tqdm
 from tokentango.rundir import write_json
 from tokentango.tokenization import Encoder, chars_to_fill, cut_at_whitespace, train_tokenizer
 
-if TYPE_CHECKING:  # torch and scikit-learn load when used: `prepare` needs neither
+# torch, pandas and scikit-learn load when used: `prepare` needs no torch, and a run that
+# opens a built cache no pandas or scikit-learn.
+if TYPE_CHECKING:
+    import pandas as pd
     import torch
 
 log = logging.getLogger(__name__)
@@ -131,6 +133,8 @@ def _unreadable(path: Path, err: Exception) -> DataError:
 
 
 def _csv_chunks(path: Path, chunk_rows: int, columns: list[str]) -> Iterator[pd.DataFrame]:
+    import pandas as pd
+
     try:
         yield from pd.read_csv(
             path, usecols=columns, dtype=str, chunksize=chunk_rows,
@@ -142,6 +146,8 @@ def _csv_chunks(path: Path, chunk_rows: int, columns: list[str]) -> Iterator[pd.
 
 def _columns(path: Path) -> list[str]:
     """The columns a build reads; a clear error when the file lacks one it needs."""
+    import pandas as pd
+
     try:
         header = pd.read_csv(path, nrows=0).columns
     except (ValueError, pd.errors.ParserError) as err:  # empty file, not a CSV
@@ -164,6 +170,8 @@ def scan_csv(
     Returns the kept rows (label, digest_a/b, domain, row, offset, size, cut), the domain
     names the `domain` codes index, and counts of what was read and dropped.
     """
+    import pandas as pd
+
     path = Path(path)
     if not path.is_file():
         raise DataError(f"data file not found: {path}")
@@ -229,6 +237,8 @@ def drop_duplicate_contents(frame: pd.DataFrame, stats: dict) -> pd.DataFrame:
 
 def balance(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
     """Down-sample every class to the size of the smallest one."""
+    import pandas as pd
+
     counts = frame["label"].value_counts()
     if len(counts) < 2:
         raise DataError(f"need both classes after the label map, found only {dict(counts)}")
@@ -342,6 +352,8 @@ def encode_splits(
     """Encode every split's rows in spill order (a sequential read) into `out_dir`. Rows
     whose spilled text was cut and still does not fill max_length are encoded from the
     CSV itself, in one more read that happens only when there are any."""
+    import pandas as pd
+
     encoder, counts = Encoder(tokenizer), {"fast": 0, "encoded_again": 0}
     width = encoder.max_length
     writers = {name: _SplitWriter(out_dir, name, part, width, encoder.dtype)
@@ -375,6 +387,8 @@ def encode_splits(
 
 def read_contents(path: str | Path, rows: np.ndarray, chunk_rows: int) -> list[str]:
     """The contents of CSV data rows `rows`, in that order (one read of the file)."""
+    import pandas as pd
+
     wanted = pd.Index(rows)
     found: dict[int, str] = {}
     start = 0

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import os
 import re
 from pathlib import Path
@@ -35,6 +37,27 @@ def set_threads(threads: int | None) -> None:
     """torch's intra-op threads for this process (null: leave PyTorch's default)."""
     if threads is not None:
         torch.set_num_threads(threads)
+
+
+def keep_freed_memory() -> bool:
+    """Ask glibc to keep freed memory for reuse instead of handing it back to the kernel.
+
+    Each training step allocates and frees the same activations; at news length they are
+    tens of MB (model=original: 32 x 300 x 2048 floats = 79 MB per feed-forward layer).
+    glibc serves blocks that large with a fresh mmap each time and unmaps them on free, so
+    every step page-faults all of its activations in again: measured, that was about half
+    of a step at model=original on CPU. Raising the mmap and trim thresholds lets the heap
+    reuse them (what PyTorch's CUDA caching allocator does on a GPU). Peak memory is
+    unchanged; memory freed after the peak stays with the process. Returns whether it
+    applied (glibc only; elsewhere a no-op)."""
+    name = ctypes.util.find_library("c")
+    libc = ctypes.CDLL(name) if name else None
+    if libc is None or not hasattr(libc, "mallopt"):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's malloc.h
+    return bool(libc.mallopt(m_mmap_threshold, 1 << 30)) and bool(
+        libc.mallopt(m_trim_threshold, (1 << 31) - 1)
+    )
 
 
 def seconds_since_launch() -> float | None:

@@ -10,11 +10,11 @@ import torch
 
 from tokentango.config import ConfigError
 from tokentango.data import LABEL_NAMES, SPLITS, Split, batch_tensors
-from tokentango.device import autocast, resolve_device
+from tokentango.device import autocast, keep_freed_memory, resolve_device
 from tokentango.model import BertClassifier, mask_tokens
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def predict(
     model: BertClassifier, split: Split, batch_size: int, device: torch.device,
     precision: str = "fp32", mask_prob: float | None = None, seed: int = 0,
@@ -102,6 +102,7 @@ def evaluate_checkpoint(
     model, meta, tokenizer = restore_model(path, target)
     data = run_dataset(meta, data_dir)
     require_same_tokenizer(path, tokenizer.to_str(), data)
+    keep_freed_memory()
     rows = data.splits[split]
     if mask_prob is None:
         mask_prob = meta["config"]["objective"]["mask_prob"]

@@ -28,7 +28,13 @@ from tokentango.data import (
     epoch_batches,
     load_run_dataset,
 )
-from tokentango.device import autocast, resolve_device, seconds_since_launch, set_threads
+from tokentango.device import (
+    autocast,
+    keep_freed_memory,
+    resolve_device,
+    seconds_since_launch,
+    set_threads,
+)
 from tokentango.evaluate import evaluate_split
 from tokentango.model import BertClassifier, Losses, build_model, compute_losses
 from tokentango.rng import rng_state, seed_everything, set_rng_state
@@ -94,6 +100,7 @@ def set_up(
     data = load_run_dataset(cfg, trained_on)
     log.info("data (%s %s):\n%s", "cache" if data.from_cache else "built into",
              data.cache_dir, describe(data.stats))  # fmt: skip
+    keep_freed_memory()  # after the data: a step's activations are reused, not re-faulted
     model = build_model(cfg.model, data.vocab_size, cfg.data.max_length).to(device)
     optimizer = instantiate(cfg.optimizer, params=model.parameters(), _convert_="all")
     log.info("model %s: %.2fM parameters on %s (%s)", cfg.model.name,
@@ -283,6 +290,18 @@ def final_results(training: Training) -> dict[str, Any]:
     }  # fmt: skip
 
 
+_start_up_logged = False
+
+
+def log_start_up() -> None:
+    """Log the seconds from launch to the process's first training step (start-up: imports,
+    composition, data, model), once: a local sweep's later jobs share the process."""
+    global _start_up_logged
+    if not _start_up_logged and (launched := seconds_since_launch()) is not None:
+        log.info("first step done %.1f s after launch", launched)
+        _start_up_logged = True
+
+
 def train(
     cfg: DictConfig, run_dir: Path, run_name: str, resume_from: Path | None = None
 ) -> dict[str, Any]:
@@ -302,8 +321,8 @@ def train(
         losses = train_step(training.model, training.optimizer, ids, labels, cfg,
                             training.device)  # fmt: skip
         advance(training, losses, len(labels), time.perf_counter() - step_started)
-        if state.step == started_at + 1 and (launched := seconds_since_launch()) is not None:
-            log.info("first step done %.1f s after launch", launched)  # start-up, measured
+        if state.step == started_at + 1:
+            log_start_up()
         bar.update(1)
         if state.step % cfg.trainer.eval_every == 0 or state.step == training.total_steps:
             record = evaluate_and_checkpoint(training, loop_started)

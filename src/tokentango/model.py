@@ -67,7 +67,8 @@ class EncoderBlock(nn.Module):
         self.attn_out = nn.Linear(d_model, d_model)
         self.ff = nn.Sequential(
             nn.Linear(d_model, d_ff),
-            nn.GELU() if activation == "gelu" else nn.ReLU(),
+            # In place: saves writing a batch x length x d_ff tensor (79 MB at `original`).
+            nn.GELU() if activation == "gelu" else nn.ReLU(inplace=True),
             nn.Dropout(dropout),
             nn.Linear(d_ff, d_model),
         )
