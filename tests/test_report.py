@@ -390,6 +390,9 @@ def test_named_studies_compose(experiment: str, swept: str, values: str) -> None
     assert cfg.trainer.max_steps % cfg.trainer.eval_every == 0
     assert changed.trainer.max_steps == 7 and changed.optimizer.lr == 0.05
     assert changed.optimizer._target_ == "torch.optim.SGD"
+    # The schedule the README's study figures were measured with, not today's default.
+    assert cfg.scheduler.name == "constant" and compose().scheduler.name == "cosine"
+    assert compose(f"+experiment={experiment}", "scheduler=linear").scheduler.name == "linear"
 
 
 def test_real_sweep_gives_a_full_report(tiny_sweep: Path, tmp_path: Path) -> None:
