@@ -103,9 +103,9 @@ def set_up(
     keep_freed_memory()  # after the data: a step's activations are reused, not re-faulted
     model = build_model(cfg.model, data.vocab_size, cfg.data.max_length).to(device)
     optimizer = instantiate(cfg.optimizer, params=model.parameters(), _convert_="all")
-    log.info("model %s: %.2fM parameters on %s (%s)", cfg.model.name,
+    log.info("model %s: %.2fM parameters on %s (%s, torch threads: %d)", cfg.model.name,
              sum(p.numel() for p in model.parameters()) / 1e6, device,
-             cfg.runtime.precision)  # fmt: skip
+             cfg.runtime.precision, torch.get_num_threads())  # fmt: skip
     t = cfg.trainer
     per_epoch = len(epoch_batches(data.splits["train"].lengths, t.batch_size, cfg.seed, 0))
     total = per_epoch * t.epochs if t.max_steps is None else min(per_epoch * t.epochs, t.max_steps)
