@@ -64,6 +64,11 @@ def main(cfg: DictConfig) -> float | None:
         print(f"{run_dir.name}: already {plan['skip']['status']}, skipped")
         return plan["skip"].get("test_accuracy")
     cfg, run_name = plan["cfg"], plan["run_name"]
+    cpus = hydra_cfg.launcher.get("cpus_per_task")
+    if cfg.runtime.threads is None and cpus:
+        # A launcher that gives each job its CPUs (submitit: cpus_per_task) sets its threads;
+        # joblib sets them in its workers itself (cores // n_jobs).
+        cfg.runtime.threads = int(cpus)
     from tokentango.loop import optimizer_name, train
 
     try:
