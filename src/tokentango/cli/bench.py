@@ -309,14 +309,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--set takes KEY=VALUE, not {bad[0]!r}")
     if args.steps < 1 or args.rows < 1:
         return fail(ConfigError("--steps and --rows must be at least 1"))
+    from tokentango.data import DataError
+
     try:
         return run(args, [*args.set, f"device={args.device}"])
-    except (ConfigError, RuntimeError) as err:
+    except (ConfigError, DataError, RuntimeError) as err:
         return fail(err)
 
 
 def run(args: Any, overrides: list[str]) -> int:
-    from tokentango.data import DataError
     from tokentango.device import keep_freed_memory, resolve_device
     from tokentango.synthetic import FAKENEWS, write_corpus
 
@@ -324,8 +325,8 @@ def run(args: Any, overrides: list[str]) -> int:
     device = resolve_device(args.device)
     result: dict[str, Any] = {"machine": machine(), "peak_gflops": {}, "train": [],
                               "skipped": []}  # fmt: skip
+    big = 8192 if device.type == "cuda" else 2048
     for precision in PRECISIONS:
-        big = 8192 if device.type == "cuda" else 2048
         result["peak_gflops"][precision] = round(matmul_peak(device, precision, big), 1)
     precisions = args.precision or [
         p for p in PRECISIONS
@@ -344,11 +345,8 @@ def run(args: Any, overrides: list[str]) -> int:
                 for preset in args.presets for objective in args.objectives
                 for precision in precisions]  # fmt: skip
         for cfg in rows:
-            try:
-                figures = train_figures(cfg, args.steps, result["peak_gflops"][
-                    str(cfg.runtime.precision)], args.profile)  # fmt: skip
-            except DataError as err:
-                raise ConfigError(str(err)) from err
+            peak = result["peak_gflops"][str(cfg.runtime.precision)]
+            figures = train_figures(cfg, args.steps, peak, args.profile)
             result["train"].append(figures)
             print(f"  {figures['preset']} mlm={figures['use_mlm']} {figures['precision']}: "
                   f"{figures['samples_per_s']} samples/s", flush=True)  # fmt: skip
