@@ -104,13 +104,13 @@ def test_resuming_from_an_earlier_checkpoint_sets_the_later_ones_aside(tmp_path:
 def test_a_failed_extension_keeps_the_finished_results(tmp_path: Path) -> None:
     finished = {"status": "completed", "test_accuracy": 0.9}
     (tmp_path / "results.json").write_text(json.dumps(finished))
-    rundir.record_failure(tmp_path, {"status": "failed", "error": "DataError: gone"})
+    rundir.record_unfinished(tmp_path, {"status": "failed", "error": "DataError: gone"})
     assert json.loads((tmp_path / "results.json").read_text()) == finished
     (failure,) = tmp_path.glob("results.failed-*.json")
     assert json.loads(failure.read_text())["error"] == "DataError: gone"
     fresh = tmp_path / "fresh"
     fresh.mkdir()
-    rundir.record_failure(fresh, {"status": "failed", "error": "x"})
+    rundir.record_unfinished(fresh, {"status": "failed", "error": "x"})
     assert json.loads((fresh / "results.json").read_text())["status"] == "failed"
 
 

@@ -97,6 +97,9 @@ def make_run(
                    "test_f1": acc if f1 is None else f1, "optimizer": optimizer,
                    "use_mlm": use_mlm, "seed": seed, "steps": 100, "train_seconds": 60.0 + seed,
                    "samples_per_second": 300.0 + seed, "test_rows": 1000}  # fmt: skip
+    elif status == "interrupted":
+        results = {"status": status, "run_name": name, "signal": "SIGUSR2", "steps": 50,
+                   "total_steps": 100, "use_mlm": use_mlm, "seed": seed}  # fmt: skip
     else:
         return run
     (run / "results.json").write_text(json.dumps(results))
@@ -276,21 +279,24 @@ def test_failed_and_unfinished_runs_are_listed(ablation: Path, capsys) -> None:
     with (unfinished / "metrics.jsonl").open("a") as f:
         f.write('{"step": 150, "val_acc')  # killed mid-write
     make_run(ablation, "8_no_metrics", seed=9, use_mlm=False, acc=0.5, metrics=[])
+    make_run(ablation, "9_interrupted", seed=10, use_mlm=True, status="interrupted")
     assert report_cli.main([str(ablation)]) == 0
     text = capsys.readouterr().out
+    interrupted_row = "interrupted | SIGUSR2 at step 50 of 100; rerun the sweep to resume it |"
+    assert f"| sweep/9_interrupted | use_mlm=true | {interrupted_row}" in text
     assert "| sweep/6_failed | use_mlm=true | failed | RuntimeError: boom |" in text
     unfinished_row = "unfinished | no results.json (last evaluation at step 100) |"
     assert f"| sweep/7_unfinished | use_mlm=false | {unfinished_row}" in text
     _, summary, comparisons = summary_for(ablation)
     mlm, no_mlm = row(summary, use_mlm=True), row(summary, use_mlm=False)
-    assert mlm["runs"] == "3 of 4" and no_mlm["runs"] == "4 of 5"
+    assert mlm["runs"] == "3 of 5" and no_mlm["runs"] == "4 of 5"
     assert mlm["test_accuracy_mean"] == pytest.approx(0.82, abs=1e-12)  # failed run not counted
     assert no_mlm["reached"] == "0/4"  # the run without metrics counts as not reached
     assert comparisons.iloc[0]["test"] == "welch"  # seeds 7, 8, 9 break the pairing
     table = pd.read_csv(ablation / "report.csv")
     runs = table[table["row"] == "run"].set_index("seed")
     assert runs.loc[7, "status"] == "failed" and runs.loc[8, "status"] == "unfinished"
-    assert len(table) == 9 + 2
+    assert len(table) == 10 + 2
 
 
 def test_report_files_and_markdown(ablation: Path, capsys) -> None:

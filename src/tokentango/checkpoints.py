@@ -27,8 +27,10 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be used; the message names the file and the problem."""
 
 
-def checkpoint_name(step: int, val_accuracy: float, when: datetime) -> str:
-    return f"ckpt_{when:%Y%m%d-%H%M%S}_step{step:07d}_acc{val_accuracy:.4f}"
+def checkpoint_name(step: int, val_accuracy: float | None, when: datetime) -> str:
+    """`val_accuracy` None: saved on a stop signal between evaluations."""
+    tail = "interrupted" if val_accuracy is None else f"acc{val_accuracy:.4f}"
+    return f"ckpt_{when:%Y%m%d-%H%M%S}_step{step:07d}_{tail}"
 
 
 def save_checkpoint(
@@ -37,8 +39,8 @@ def save_checkpoint(
 ) -> Path:  # fmt: skip
     """Write `<name>.pt` then `<name>.json` atomically; returns the `.pt` path.
 
-    `meta` must hold plain JSON values, at least `step` and `val_accuracy`; `state` holds
-    extra resume tensors (RNG states).
+    `meta` must hold plain JSON values, at least `step` and `val_accuracy` (None for one
+    saved between evaluations); `state` holds extra resume tensors (RNG states).
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -234,8 +236,10 @@ def latest_checkpoint(
 
 
 def _best(metas: list[dict[str, Any]]) -> dict[str, Any]:
-    """The best validation accuracy; the earliest step among equals."""
-    return max(metas, key=lambda m: (m["val_accuracy"], -m["step"]))
+    """The best validation accuracy; the earliest step among equals. Checkpoints saved
+    between evaluations (no accuracy) only when there is nothing else."""
+    evaluated = [m for m in metas if m.get("val_accuracy") is not None] or metas
+    return max(evaluated, key=lambda m: (m.get("val_accuracy") or 0.0, -m["step"]))
 
 
 def best_checkpoint(directory: str | Path, run_name: str | None = None) -> Path | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ from tokentango.device import (
     set_threads,
 )
 from tokentango.evaluate import evaluate_split
+from tokentango.interrupt import StopNow, StopRequests
 from tokentango.model import BertClassifier, Losses, build_model, compute_losses
 from tokentango.rng import rng_state, seed_everything, set_rng_state
 
@@ -80,6 +82,7 @@ class Training:
     total_steps: int
     batches_per_epoch: int
     epoch_order: tuple[int, list[np.ndarray]] = (-1, [])  # (epoch, its batches)
+    checkpointed_step: int = -1  # the step of the newest checkpoint this run has
 
 
 def optimizer_name(cfg: DictConfig) -> str:
@@ -117,6 +120,7 @@ def set_up(
     )  # fmt: skip
     if resume_from is not None:
         training.state = resume_state(training, resume_from)
+        training.checkpointed_step = training.state.step
     rundir.keep_metrics_up_to(run_dir, training.state.step)
     return training
 
@@ -127,6 +131,8 @@ def resume_state(training: Training, checkpoint: Path) -> LoopState:
                                        map_location=training.device)  # fmt: skip
     checkpoints.require_same_tokenizer(checkpoint, meta["state"].get("tokenizer"), training.data)
     state = LoopState(**meta["loop"])
+    if meta.get("interrupted"):  # saved between evaluations: the interval's losses so far
+        state.cls_losses, state.mlm_losses = meta["cls_losses"], meta["mlm_losses"]
     set_rng_state(meta["state"]["rng"])
     abandoned = checkpoints.set_aside_after(training.checkpoint_dir, state.step,
                                             training.run_name)  # fmt: skip
@@ -223,6 +229,49 @@ def _mean(values: list[float]) -> float | None:
     return float(np.mean(values)) if values else None
 
 
+def save_checkpoint(training: Training, val_accuracy: float | None) -> Path:
+    """Everything to resume this run exactly at its current step (format: checkpoints)."""
+    cfg, state = training.cfg, training.state
+    path = checkpoints.save_checkpoint(
+        training.checkpoint_dir, training.model, training.optimizer,
+        meta={
+            "run_name": training.run_name, "run_dir": str(training.run_dir),
+            "step": state.step, "epoch": state.epoch, "val_accuracy": val_accuracy,
+            "optimizer": optimizer_name(cfg), "use_mlm": cfg.use_mlm,
+            "cls_losses": state.cls_losses, "mlm_losses": state.mlm_losses,
+            "loop": state.resumable(), "config": OmegaConf.to_container(cfg, resolve=True),
+            "data_cache": training.data.cache_dir.name,
+            "interrupted": val_accuracy is None,
+        },
+        state={"rng": rng_state(), "tokenizer": training.data.tokenizer.to_str()},
+    )  # fmt: skip
+    training.checkpointed_step = state.step
+    return path
+
+
+def save_interrupted(training: Training, signum: int) -> None:
+    """On a stop signal: a checkpoint of the steps since the last one, without evaluating
+    (an extra evaluation would change early stopping and the best-checkpoint choice, so
+    the resumed run would not end as an uninterrupted one), and results.json saying
+    `interrupted`."""
+    state = training.state
+    if state.step > max(training.checkpointed_step, 0):
+        checkpoint = str(save_checkpoint(training, None))
+    else:  # nothing new since the newest checkpoint (or nothing trained yet)
+        newest = checkpoints.latest_checkpoint(training.checkpoint_dir, training.run_name)
+        checkpoint = str(newest) if newest else None
+    cfg = training.cfg
+    rundir.record_unfinished(training.run_dir, {
+        "status": rundir.INTERRUPTED, "run_name": training.run_name,
+        "signal": signal.Signals(signum).name, "steps": state.step,
+        "total_steps": training.total_steps, "checkpoint": checkpoint,
+        "train_seconds": round(state.seconds, 3), "optimizer": optimizer_name(cfg),
+        "use_mlm": cfg.use_mlm, "seed": cfg.seed, "train_frac": cfg.train_frac,
+    })  # fmt: skip
+    log.warning("interrupted at step %d of %d (%s)", state.step, training.total_steps,
+                f"checkpoint {checkpoint}" if checkpoint else "no checkpoint yet")  # fmt: skip
+
+
 def evaluate_and_checkpoint(training: Training, loop_started: float) -> dict[str, Any]:
     """Validation figures appended to metrics.jsonl, a checkpoint, early-stopping
     bookkeeping; returns the metrics record."""
@@ -241,18 +290,7 @@ def evaluate_and_checkpoint(training: Training, loop_started: float) -> dict[str
         "elapsed_seconds": round(state.seconds, 3),
     }  # fmt: skip
     rundir.append_metrics(training.run_dir, record)
-    checkpoints.save_checkpoint(
-        training.checkpoint_dir, training.model, training.optimizer,
-        meta={
-            "run_name": training.run_name, "run_dir": str(training.run_dir),
-            "step": state.step, "epoch": state.epoch, "val_accuracy": val["accuracy"],
-            "optimizer": optimizer_name(cfg), "use_mlm": cfg.use_mlm,
-            "cls_losses": state.cls_losses, "mlm_losses": state.mlm_losses,
-            "loop": state.resumable(), "config": OmegaConf.to_container(cfg, resolve=True),
-            "data_cache": training.data.cache_dir.name,
-        },
-        state={"rng": rng_state(), "tokenizer": training.data.tokenizer.to_str()},
-    )  # fmt: skip
+    save_checkpoint(training, val["accuracy"])
     checkpoints.prune_checkpoints(training.checkpoint_dir, cfg.trainer.keep_last,
                                   training.run_name)  # fmt: skip
     state.cls_losses, state.mlm_losses = [], []
@@ -302,37 +340,56 @@ def log_start_up() -> None:
         _start_up_logged = True
 
 
-def train(
-    cfg: DictConfig, run_dir: Path, run_name: str, resume_from: Path | None = None
-) -> dict[str, Any]:
-    """One training run in `run_dir` (from scratch, or from a checkpoint of this run);
-    returns the results also written to results.json."""
-    training = set_up(cfg, Path(run_dir), run_name, resume_from)
-    state = training.state
+def run_steps(training: Training, stops: StopRequests) -> None:
+    """Train until the budget is spent or early stopping ends the run, evaluating and
+    checkpointing every `trainer.eval_every` steps; a stop signal ends it between steps."""
+    cfg, state = training.cfg, training.state
     show_bar = cfg.runtime.progress_bar
-    bar = tqdm(total=training.total_steps, initial=state.step, desc=run_name, dynamic_ncols=True,
+    bar = tqdm(total=training.total_steps, initial=state.step, desc=training.run_name,
+               dynamic_ncols=True,
                disable=not (sys.stderr.isatty() if show_bar is None else show_bar))  # fmt: skip
     loop_started, started_at = time.perf_counter() - state.seconds, state.step
     training.model.train()
-    while state.step < training.total_steps and state.status == "running":
-        ids, labels = next_batch(training)
-        schedule_lr(training)
-        step_started = time.perf_counter()
-        losses = train_step(training.model, training.optimizer, ids, labels, cfg,
-                            training.device)  # fmt: skip
-        advance(training, losses, len(labels), time.perf_counter() - step_started)
-        if state.step == started_at + 1:
-            log_start_up()
-        bar.update(1)
-        if state.step % cfg.trainer.eval_every == 0 or state.step == training.total_steps:
-            record = evaluate_and_checkpoint(training, loop_started)
-            bar.set_postfix(loss=f"{record['cls_loss']:.3f}",
-                            val_acc=f"{record['val_accuracy']:.3f}")  # fmt: skip
-    bar.close()
+    with stops.deferred(), bar:
+        while state.step < training.total_steps and state.status == "running":
+            if stops.signum is not None:
+                state.seconds = time.perf_counter() - loop_started
+                raise StopNow(stops.signum)
+            ids, labels = next_batch(training)
+            schedule_lr(training)
+            step_started = time.perf_counter()
+            losses = train_step(training.model, training.optimizer, ids, labels, cfg,
+                                training.device)  # fmt: skip
+            advance(training, losses, len(labels), time.perf_counter() - step_started)
+            if state.step == started_at + 1:
+                log_start_up()
+            bar.update(1)
+            if state.step % cfg.trainer.eval_every == 0 or state.step == training.total_steps:
+                record = evaluate_and_checkpoint(training, loop_started)
+                bar.set_postfix(loss=f"{record['cls_loss']:.3f}",
+                                val_acc=f"{record['val_accuracy']:.3f}")  # fmt: skip
     if state.status == rundir.EARLY_STOPPED:
         es = cfg.trainer.early_stopping
         log.info("early stop at step %d: no gain for %d evaluations past %.2f", state.step,
                  es.patience, es.threshold)  # fmt: skip
-    results = final_results(training)
+
+
+def train(
+    cfg: DictConfig, run_dir: Path, run_name: str, resume_from: Path | None = None
+) -> dict[str, Any]:
+    """One training run in `run_dir` (from scratch, or from a checkpoint of this run);
+    returns the results also written to results.json. A stop signal ends it (between
+    steps while training) with a checkpoint, status interrupted and RunInterrupted
+    (tokentango.interrupt)."""
+    training = None
+    with StopRequests() as stops:
+        try:
+            training = set_up(cfg, Path(run_dir), run_name, resume_from)
+            run_steps(training, stops)
+            results = final_results(training)
+        except StopNow as stop:
+            if training is not None:
+                save_interrupted(training, stop.signum)
+            stops.hand_on(training.state.step if training else 0)
     rundir.write_json(Path(run_dir) / rundir.RESULTS_FILE, results)
     return results

@@ -4,7 +4,8 @@ Before Hydra starts (`cli`): the original's environment variables become default
 names are moved to their homes, a single run gets its name, a sweep learns which
 overrides tell its jobs apart, and `checkpoint=latest|PATH` is turned into the file and the
 folder of the run it resumes. Inside Hydra (`main`), per job: compose, validate, skip a
-finished job or resume an interrupted one, train (tokentango.loop), record a failure.
+finished job or resume an interrupted one, train (tokentango.loop), record a failure;
+a run stopped by a signal exits as the signal would have, its checkpoint saved.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from tokentango.config import (
     user_overrides,
     validate,
 )
+from tokentango.interrupt import RunInterrupted
 
 log = logging.getLogger("tokentango.run")
 
@@ -73,9 +75,15 @@ def main(cfg: DictConfig) -> float | None:
 
     try:
         results = train(cfg, run_dir, run_name, plan["resume_from"])
+    except RunInterrupted as stop:
+        # Checkpointed and recorded; exit as the signal would have (a sweep stops too).
+        how = (f"checkpoint={run_dir}" if hydra_cfg.mode == RunMode.RUN
+               else f"the same --multirun command with hydra.sweep.dir={run_dir.parent}")
+        print(f"{run_name}: {stop}; to resume it, run {how}", file=sys.stderr)
+        sys.exit(stop.exit_code)
     except Exception as err:
         # Recorded where the report looks; then Hydra goes on with the rest of the sweep.
-        rundir.record_failure(run_dir, {
+        rundir.record_unfinished(run_dir, {
             "status": rundir.FAILED, "run_name": run_name,
             "error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc(),
             "optimizer": optimizer_name(cfg), "use_mlm": cfg.use_mlm, "seed": cfg.seed,

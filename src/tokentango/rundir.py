@@ -7,7 +7,7 @@
   train.log                    everything the run logged (Hydra)
   metrics.jsonl                one JSON object per evaluation, appended as it goes
   results.json                 the final figures, or status failed + error
-  results.failed-<time>.json   a failed attempt to extend a finished run
+  results.failed-<time>.json   a failed (or .interrupted-) attempt to extend a finished run
   checkpoints/                 ckpt_*.pt + .json (format: tokentango.checkpoints)
 ```
 
@@ -38,7 +38,8 @@ CONFIG_FILE = f"{HYDRA_DIR}/config.yaml"
 OVERRIDES_FILE = f"{HYDRA_DIR}/overrides.yaml"
 
 # results.json statuses
-COMPLETED, EARLY_STOPPED, FAILED = "completed", "early_stopped", "failed"
+COMPLETED, EARLY_STOPPED = "completed", "early_stopped"
+FAILED, INTERRUPTED = "failed", "interrupted"  # interrupted: stopped by a signal, resumable
 FINISHED = (COMPLETED, EARLY_STOPPED)  # a run with final figures
 
 
@@ -79,14 +80,16 @@ def keep_metrics_up_to(run_dir: Path, step: int) -> None:
         write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
 
 
-def record_failure(run_dir: Path, failure: dict[str, Any]) -> Path:
-    """results.json says failed, unless it holds a finished run's figures (a failed attempt
-    to extend it): those are kept and the failure goes beside them. Returns the file."""
+def record_unfinished(run_dir: Path, record: dict[str, Any]) -> Path:
+    """results.json says failed or interrupted (`record["status"]`), unless it holds a
+    finished run's figures (a failed attempt to extend it): those are kept and the record
+    goes beside them. Returns the file."""
     path = Path(run_dir) / RESULTS_FILE
     previous = read_results(run_dir)
     if previous and previous.get("status") in FINISHED:
-        path = path.with_name(f"results.failed-{time.strftime('%Y%m%d-%H%M%S')}.json")
-    write_json(path, failure)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        path = path.with_name(f"results.{record['status']}-{stamp}.json")
+    write_json(path, record)
     return path
 
 

@@ -50,16 +50,18 @@ def format_listing(metas: list[dict[str, Any]]) -> str:
 
 def loss_history(metas: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One run's per-step losses stitched from its checkpoints, oldest first. Each
-    checkpoint holds the losses since the previous one; pruned checkpoints leave gaps."""
-    rows: list[dict[str, Any]] = []
+    checkpoint holds the losses since the previous evaluation (one saved on a stop signal
+    overlaps the next: a step is listed once); pruned checkpoints leave gaps."""
+    rows: dict[int, dict[str, Any]] = {}
     for m in sorted(metas, key=lambda m: (m.get("step") or 0, m["timestamp"])):
         cls, mlm = m.get("cls_losses") or [], m.get("mlm_losses") or []
         end = m.get("step") or len(cls)
         for i, loss in enumerate(cls):
-            rows.append({"step": end - len(cls) + i + 1, "cls_loss": loss,
-                         "mlm_loss": mlm[i] if i < len(mlm) else None,
-                         "checkpoint": Path(m["path"]).name})  # fmt: skip
-    return rows
+            step = end - len(cls) + i + 1
+            rows[step] = {"step": step, "cls_loss": loss,
+                          "mlm_loss": mlm[i] if i < len(mlm) else None,
+                          "checkpoint": Path(m["path"]).name}  # fmt: skip
+    return [rows[step] for step in sorted(rows)]
 
 
 def _plot_losses(rows: list[dict[str, Any]], run_name: str, out: Path) -> None:

@@ -32,7 +32,7 @@ class Run:
     overrides: list[str]
     results: dict[str, Any] | None
     metrics: list[dict[str, Any]]
-    status: str  # completed | early_stopped | failed | unfinished
+    status: str  # completed | early_stopped | failed | interrupted | unfinished
     error: str | None = None
 
     @property
@@ -119,6 +119,10 @@ def read_run(path: Path, name: str | None = None) -> Run:
         error = error or f"no {rundir.RESULTS_FILE}{last}"
     elif results is None:
         status, error = rundir.FAILED, error or f"unreadable {rundir.RESULTS_FILE}"
+    elif results.get("status") == rundir.INTERRUPTED:  # stopped by a signal: resumable
+        status = rundir.INTERRUPTED
+        error = error or (f"{results.get('signal', 'a signal')} at step {results.get('steps')} "
+                          f"of {results.get('total_steps')}; rerun the sweep to resume it")
     else:
         status = results.get("status")
         if status not in rundir.FINISHED:

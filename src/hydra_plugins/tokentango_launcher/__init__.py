@@ -1,0 +1,1 @@
+"""tokentango's Hydra launcher plugin: `hydra/launcher=slurm` (see .slurm)."""
