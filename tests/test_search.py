@@ -1,6 +1,7 @@
-"""Hyper-parameter search (`hydra/sweeper=search`), run for real: a seeded Optuna study kept in
-the sweep folder, maximizing validation accuracy, that survives a failing trial, resumes
-with new trials in new folders, and whose best trial the report shows."""
+"""Hyper-parameter search (`+experiment=search`: the `hydra/sweeper=search` preset on AdamW), run
+for real: a seeded Optuna study kept in the sweep folder, maximizing validation accuracy,
+that survives a failing trial, resumes with new trials in new folders, and whose best trial
+the report shows."""
 
 from __future__ import annotations
 
@@ -16,12 +17,13 @@ from tests.test_report import make_run
 from tokentango import report, rundir
 from tokentango.cli import report as report_cli
 
-PRESET = compose("hydra/sweeper=search", with_hydra=True).hydra.sweeper
+SEARCH_CONFIG = compose("+experiment=search", with_hydra=True)
+PRESET = SEARCH_CONFIG.hydra.sweeper
 # The preset's lr and warm-up ranges suit the default run's 622 steps; these let a 30-step
 # tiny run leave chance, so trials score differently. A negative weight decay makes torch's
-# Adam raise as the run sets up: those trials fail for real. The batch size is the preset's.
+# AdamW raise as the run sets up: those trials fail for real. The batch size is the preset's.
 SEARCH = [
-    "--multirun", "hydra/sweeper=search",
+    "--multirun", "+experiment=search",
     *[o for o in TINY if not o.startswith("trainer.batch_size=")],
     "trainer.max_steps=30", "trainer.eval_every=10", "trainer.early_stopping=null",
     "use_mlm=false", "optimizer.lr=tag(log,interval(1e-2,5e-2))",
@@ -64,9 +66,9 @@ def folder_params(folder: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def search(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
-    """One real 4-trial search in a sweep folder of its own choosing (its name holds the
-    launch time: the study must be found in the same folder as the trials), shared by the
-    tests that only read it."""
+    """One real 4-trial search in the sweep folder it names itself (after the launch time:
+    the study must be in the same folder as the trials), shared by the tests that only
+    read it."""
     experiments = tmp_path_factory.mktemp("search")
     run_cli("tokentango.train", *SEARCH, "hydra.sweeper.n_trials=4",
             f"runtime.data_dir={data_dir}", f"runtime.experiments_dir={experiments}")
@@ -75,6 +77,9 @@ def search(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
 
 
 def test_the_preset_is_a_seeded_tpe_search_for_the_best_validation_accuracy() -> None:
+    assert SEARCH_CONFIG.optimizer._target_ == "torch.optim.AdamW"
+    preset = compose("hydra/sweeper=search", with_hydra=True).hydra.sweeper
+    assert OmegaConf.to_container(preset) == OmegaConf.to_container(PRESET)  # as written
     assert PRESET.sampler._target_ == "optuna.samplers.TPESampler"
     assert PRESET.sampler.seed is not None
     assert PRESET.direction == "maximize" and PRESET.max_failure_rate == 1.0
