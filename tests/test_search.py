@@ -171,6 +171,15 @@ def test_a_study_rebuilt_over_its_run_folders_takes_finished_trials_from_them(
             assert (folder / rundir.RESULTS_FILE).read_text() == before[folder.name]
 
 
+def test_a_search_in_which_no_trial_finishes_says_so(tmp_path: Path, data_dir: Path) -> None:
+    sweep = tmp_path / "sweep"
+    proc = run_cli("tokentango.train", *search_command(data_dir, 1, sweep),
+                   "optimizer.weight_decay=-1.0", check=False)  # fmt: skip
+    assert proc.returncode != 0
+    assert f"no trial of study {PRESET.study_name} finished" in proc.stderr
+    assert [t.state.name for t in load_study(sweep).trials] == ["FAIL"]
+
+
 def test_the_report_reads_a_search_and_shows_its_best_trial(search: Path, tmp_path: Path,
                                                            capsys) -> None:  # fmt: skip
     assert report_cli.main([str(search), "--out", str(tmp_path)]) == 0

@@ -13,8 +13,8 @@ is a file in the sweep folder, rerun with `hydra.sweep.dir=<that folder>` to add
   random for its first `n_startup_trials`): a resumed study's sampler is seeded with the seed
   plus the trials already in the study, which is reproducible and draws new points.
 
-This module is imported by Hydra's plugin scan at every start, so optuna (1-2 s to import)
-is imported only once a search sweeps.
+A search in which no trial finishes ends with an error that says so. Hydra's plugin scan
+imports this module at every start, so it imports nothing of optuna (1-2 s) itself.
 """
 
 from __future__ import annotations
@@ -41,26 +41,35 @@ class SearchSweeper(OptunaSweeper):
 
     def sweep(self, arguments: list[str]) -> Any:
         impl = self.sweeper
-        Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
-        done = trials_in_study(impl.storage, impl.study_name)
+        sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        done = len(stored_trials(impl.storage, impl.study_name))
         impl.job_idx = done
         sampler = self.config.hydra.sweeper.sampler
         if done and sampler.get("seed") is not None:
             impl.sampler = instantiate(sampler, seed=sampler.seed + done)
             log.info("Resuming study %s after %d trials: sampler seed %d + %d",
                      impl.study_name, done, sampler.seed, done)  # fmt: skip
-        return impl.sweep(arguments)
+        try:
+            return impl.sweep(arguments)
+        except ValueError as err:  # the plugin asks for the best trial at the end, and
+            # optuna's answer when none finished is "Record does not exist."
+            trials = stored_trials(impl.storage, impl.study_name)
+            if trials and not any(t.state.name == "COMPLETE" for t in trials):
+                raise RuntimeError(f"no trial of study {impl.study_name} finished; each trial's "
+                                   f"results.json in {sweep_dir} says why") from err  # fmt: skip
+            raise
 
 
-def trials_in_study(storage: Any, study_name: str | None) -> int:
-    """How many trials (in any state) the stored study holds: the next trial's number.
-    0 for a study not stored yet, in memory, or without a name (always a new study)."""
+def stored_trials(storage: Any, study_name: str | None) -> list[Any]:
+    """The stored study's trials, in any state (their count is the next trial's number);
+    none for a study not stored yet, in memory, or without a name (always a new study)."""
     if storage is None or study_name is None:
-        return 0
+        return []
     import optuna
 
     try:
         study = optuna.load_study(study_name=study_name, storage=storage)
     except KeyError:  # optuna 2.x: no study of that name in the storage
-        return 0
-    return len(study.get_trials(deepcopy=False))
+        return []
+    return study.get_trials(deepcopy=False)
