@@ -47,6 +47,8 @@ log = logging.getLogger("tokentango.run")
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def main(cfg: DictConfig) -> float | None:
+    """One job; returns the run's best validation accuracy, the value a search
+    (hydra/sweeper=search) maximizes: selecting on the test split would overfit it."""
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     try:
@@ -64,7 +66,7 @@ def main(cfg: DictConfig) -> float | None:
         raise
     if plan.get("skip"):
         print(f"{run_dir.name}: already {plan['skip']['status']}, skipped")
-        return plan["skip"].get("test_accuracy")
+        return plan["skip"].get("best_val_accuracy")
     cfg, run_name = plan["cfg"], plan["run_name"]
     cpus = hydra_cfg.launcher.get("cpus_per_task")
     if cfg.runtime.threads is None and cpus:
@@ -91,7 +93,7 @@ def main(cfg: DictConfig) -> float | None:
         })  # fmt: skip
         raise
     print_results(results, run_dir)
-    return results["test_accuracy"]
+    return results["best_val_accuracy"]
 
 
 def plan_job(cfg: DictConfig, run_dir: Path, task_overrides: list[str]) -> dict[str, Any]:

@@ -36,6 +36,7 @@ CHECKPOINT_DIR = "checkpoints"
 HYDRA_DIR = ".hydra"
 CONFIG_FILE = f"{HYDRA_DIR}/config.yaml"
 OVERRIDES_FILE = f"{HYDRA_DIR}/overrides.yaml"
+HYDRA_FILE = f"{HYDRA_DIR}/hydra.yaml"  # Hydra's own config for the job (sweeper, job number)
 
 # results.json statuses
 COMPLETED, EARLY_STOPPED = "completed", "early_stopped"
@@ -184,7 +185,10 @@ def new_run_name() -> str:
     return f"{pick(_ADJECTIVES)}-{pick(_ANIMALS)}-{secrets.token_hex(3)}"
 
 
-def safe_dirname(text: str, max_len: int = 120) -> str:
+MAX_DIRNAME = 120
+
+
+def safe_dirname(text: str, max_len: int = MAX_DIRNAME) -> str:
     """`text` usable as one folder name: no path separators, bounded length."""
     text = text.replace("/", "_").replace("\\", "_")
     if len(text) > max_len:
@@ -194,5 +198,27 @@ def safe_dirname(text: str, max_len: int = 120) -> str:
 
 def job_dirname(num: int, task_overrides: list[str], varying: list[str]) -> str:
     """`<job number>_<the overrides that vary across the sweep>`, in command-line order (all
-    of the job's overrides when none varies), for a sweep job's folder."""
-    return safe_dirname(f"{num}_{','.join(varying or task_overrides)}")
+    of the job's overrides when none varies), for a sweep job's folder.
+
+    A name too long for a folder first writes long numbers short (an Optuna trial's
+    `optimizer.lr=0.0005611516415334506` as `0.000561152`; the job number keeps it unique),
+    and only then is cut; a name that fits is the overrides exactly as given."""
+    shown = varying or task_overrides
+    name = f"{num}_{','.join(shown)}"
+    if len(name) > MAX_DIRNAME:
+        name = f"{num}_{','.join(short_number(o) for o in shown)}"
+    return safe_dirname(name)
+
+
+def short_number(override: str, digits: int = 6) -> str:
+    """`key=value` with a number of more than `digits` significant digits written with
+    `digits`; any other override unchanged."""
+    key, _, value = override.partition("=")
+    try:
+        number = float(value)
+    except ValueError:
+        return override
+    significant = value.lower().split("e")[0].lstrip("+-").replace(".", "").lstrip("0")
+    if len(significant) <= digits or not significant.isdigit():
+        return override
+    return f"{key}={number:.{digits}g}"

@@ -5,7 +5,7 @@ Run folders (any folder holding `.hydra/config.yaml`) -> runs grouped by every s
 varies except the seed and `runtime` -> per-group statistics, convergence and pairwise tests
 -> report.md, report.csv and PNG plots. Each stage is a plain function that a test can call
 alone: `find_runs` -> `group_runs` -> `run_table` / `summarize` / `compare` -> `plot_*` ->
-`write_report`.
+`write_report`; the runs of an Optuna search add its best trial (`search_trials`).
 """
 
 from __future__ import annotations
@@ -29,12 +29,13 @@ from tokentango.report.runs import (
     read_run,
     setting_keys,
 )
+from tokentango.report.search import Trial, best_trial, search_trials
 from tokentango.report.stats import as_number, compare, difference_test, run_table, summarize
 
 __all__ = [
-    "Group", "ReportError", "Run", "check_metric", "compare", "difference_test", "find_runs",
-    "flatten_config", "group_runs", "markdown_table", "read_run", "run_table",
-    "setting_keys", "summarize", "write_report",
+    "Group", "ReportError", "Run", "Trial", "best_trial", "check_metric", "compare",
+    "difference_test", "find_runs", "flatten_config", "group_runs", "markdown_table",
+    "read_run", "run_table", "search_trials", "setting_keys", "summarize", "write_report",
 ]  # fmt: skip
 
 
@@ -57,7 +58,8 @@ def write_report(out_dir: str | Path, dirs: Sequence[str | Path], runs: Sequence
         if column in table and table[column].map(_integral).all():
             table[column] = table[column].astype("Int64")
     table.to_csv(out / "report.csv", index=False)
-    text = render_markdown(dirs, runs, groups, summary, comparisons, metric, target)
+    text = render_markdown(dirs, runs, groups, summary, comparisons, metric, target,
+                           search_trials(runs))  # fmt: skip
     (out / "report.md").write_text(text + "\n")
     return text
 

@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 
 from tokentango.report.runs import Group, Run, format_value
-from tokentango.report.stats import secondary_metrics
+from tokentango.report.search import OBJECTIVE, Trial, best_trial
+from tokentango.report.stats import as_number, secondary_metrics
 
 
 def _cell(value: Any, digits: int = 4) -> str:
@@ -58,10 +59,35 @@ def _group_view(summary: pd.DataFrame, groups: Sequence[Group], metric: str) -> 
 _VIEW_DIGITS = {"train s": 1, "samples/s": 1, "steps to target": 1, "s to target": 1}
 
 
+def best_trial_lines(trials: Sequence[Trial]) -> list[str]:
+    """The "Best trial" section of an Optuna search (nothing without trials)."""
+    if not trials:
+        return []
+    done = sum(t.run.ok for t in trials)
+    lines = ["## Best trial", "",
+             f"Optuna search: {len(trials)} trials ({done} finished, {len(trials) - done} "
+             f"failed or unfinished). The best is the one with the highest validation "
+             f"accuracy (`{OBJECTIVE}`, the value the study maximizes); test accuracy plays no "
+             "part in the choice.", ""]  # fmt: skip
+    best = best_trial(trials)
+    if best is None:
+        return [*lines, "No trial finished.", ""]
+    results = best.run.results or {}
+    params = ", ".join(f"{k}={format_value(v)}" for k, v in best.params.items()) or "-"
+    number = "-" if best.number is None else best.number
+    return [*lines,
+            f"**Trial {number}**: validation accuracy {_cell(best.value)} (step "
+            f"{results.get('best_step', '-')}), test accuracy "
+            f"{_cell(as_number(results.get('test_accuracy')))}", "",
+            f"- parameters: {params}",
+            f"- run folder: `{best.run.path}`", ""]  # fmt: skip
+
+
 def render_markdown(dirs: Sequence[str | Path], runs: Sequence[Run], groups: Sequence[Group],
                     summary: pd.DataFrame, comparisons: pd.DataFrame, metric: str,
-                    target: float) -> str:  # fmt: skip
-    """The whole report.md text (plots linked relative to the report)."""
+                    target: float, trials: Sequence[Trial] = ()) -> str:  # fmt: skip
+    """The whole report.md text (plots linked relative to the report); `trials`, an Optuna
+    search's, add its best trial."""
     done = sum(r.ok for r in runs)
     lines = [
         "# Sweep report", "",
@@ -84,6 +110,7 @@ def render_markdown(dirs: Sequence[str | Path], runs: Sequence[Run], groups: Seq
             for g in implied
         ]
         lines.append("")
+    lines += best_trial_lines(trials)
     lines += ["## Comparisons", ""]
     if comparisons.empty:
         lines += ["No pair of groups differs in exactly one setting.", ""]
