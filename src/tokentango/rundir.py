@@ -9,6 +9,8 @@
   results.json                 the final figures, or status failed + error
   results.failed-<time>.json   a failed attempt to extend a finished run
   checkpoints/                 ckpt_*.pt + .json (format: tokentango.checkpoints)
+  tensorboard/                 TensorBoard event files (tracking=tensorboard|both)
+  tracking.json                the MLflow run this run logs to, so a resume continues it
 ```
 
 Every file is written whole or not at all (a temporary file renamed into place), except
@@ -36,6 +38,8 @@ CHECKPOINT_DIR = "checkpoints"
 HYDRA_DIR = ".hydra"
 CONFIG_FILE = f"{HYDRA_DIR}/config.yaml"
 OVERRIDES_FILE = f"{HYDRA_DIR}/overrides.yaml"
+TENSORBOARD_DIR = "tensorboard"
+TRACKING_FILE = "tracking.json"  # written and read by tokentango.tracking
 
 # results.json statuses
 COMPLETED, EARLY_STOPPED, FAILED = "completed", "early_stopped", "failed"
