@@ -202,24 +202,33 @@ def test_an_mlflow_sweep_is_one_experiment_with_a_run_per_job(
     assert listed and all("mlruns" not in m["path"] for m in listed)
 
 
-def test_a_resumed_run_continues_its_mlflow_run(
+def test_a_resumed_run_continues_its_mlflow_run_and_may_turn_tracking_on_or_off(
     tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    client = mlflow_client(tmp_path, monkeypatch)
+    pytest.importorskip("mlflow", reason=NEEDS_EXTRA)
     common = [*TINY, "trainer.early_stopping=null", f"runtime.experiments_dir={tmp_path}",
               f"runtime.data_dir={data_dir}"]  # fmt: skip
-    assert train_in_process(*common, "tracking=mlflow", "trainer.max_steps=8") == 0
+    assert train_in_process(*common, "trainer.max_steps=4") == 0  # tracking=none
     (run_dir,) = (tmp_path / "runs").iterdir()
+    assert not (tmp_path / "mlruns").exists() and not (run_dir / rundir.TRACKING_FILE).exists()
+    client = mlflow_client(tmp_path, monkeypatch)
+
+    # Turned on when resumed (each resume a new process's command line): a new MLflow run
+    # that also gets the evaluations metrics.jsonl already holds.
+    assert train_in_process(*common, "checkpoint=latest", "tracking=mlflow",
+                            "trainer.max_steps=8") == 0  # fmt: skip
     saved = json.loads((run_dir / rundir.TRACKING_FILE).read_text())["mlflow"]
     (first,) = runs_of(client, "runs")  # a single run's experiment
     assert first.info.run_id == saved["run_id"] and first.info.status == "FINISHED"
+    assert steps_of(client, saved["run_id"], "train/cls_loss") == [5, 6, 7, 8]
+    assert steps_of(client, saved["run_id"], "val/accuracy") == [4, 8]
 
-    # A new process resumes the folder with a larger budget; its own config keeps MLflow.
+    # Resumed again with a larger budget: its own config keeps MLflow, the same MLflow run.
     assert train_in_process(*common, "checkpoint=latest", "trainer.max_steps=12") == 0
     (mlrun,) = runs_of(client, "runs")
     run_id = mlrun.info.run_id
     assert run_id == saved["run_id"] and mlrun.info.status == "FINISHED"
-    assert steps_of(client, run_id, "train/cls_loss") == list(range(1, 13))  # each once
+    assert steps_of(client, run_id, "train/cls_loss") == list(range(5, 13))  # each once
     assert steps_of(client, run_id, "val/accuracy") == [4, 8, 12]
     assert values_of(client, run_id, "val/accuracy") == pytest.approx(
         [m["val_accuracy"] for m in read_metrics(run_dir)])
@@ -228,6 +237,12 @@ def test_a_resumed_run_continues_its_mlflow_run(
     assert mlrun.data.params["trainer.max_steps"] == "8"
     assert mlrun.data.tags["resumed"] == "at step 8: trainer.max_steps: 8 -> 12"
     assert mlrun.data.tags["status"] == "completed"
+
+    # Turned off: the run goes on, MLflow's record stays as it was.
+    assert train_in_process(*common, "checkpoint=latest", "tracking=none",
+                            "trainer.max_steps=16") == 0  # fmt: skip
+    assert read_results(run_dir)["steps"] == 16
+    assert steps_of(client, run_id, "val/accuracy") == [4, 8, 12]
 
 
 def test_a_killed_run_resumes_into_its_mlflow_run_with_every_figure_once(
