@@ -9,7 +9,9 @@ The config's nodes split what a run *is* from how it is *run*:
 - `seed`, `use_mlm`, `train_frac`, `optimizer`, `objective`, `data`, `model`, `trainer`
   change results: the report groups runs by them and a resumed run keeps them;
 - `runtime` changes only speed and where files go (device, precision, threads, progress
-  bar, evaluation batch size, folders): the report ignores it and a resume may change it.
+  bar, evaluation batch size, folders): the report ignores it and a resume may change it;
+- `tracking` only adds places the same figures are written to (TensorBoard, MLflow), so it
+  is treated as `runtime` is.
 """
 
 from __future__ import annotations
@@ -41,6 +43,11 @@ class Device(StrEnum):
 class Precision(StrEnum):
     fp32 = "fp32"
     bf16 = "bf16"
+
+
+class Tracker(StrEnum):
+    tensorboard = "tensorboard"
+    mlflow = "mlflow"
 
 
 class Schedule(StrEnum):
@@ -137,6 +144,14 @@ class SchedulerConf:
 
 
 @dataclass
+class TrackingConf:
+    name: str = MISSING
+    trackers: list[Tracker] = MISSING
+    mlflow_tracking_uri: str = MISSING
+    mlflow_experiment: str | None = MISSING
+
+
+@dataclass
 class Config:
     optimizer: Any = MISSING
     scheduler: SchedulerConf = field(default_factory=SchedulerConf)
@@ -145,6 +160,7 @@ class Config:
     model: ModelConf = field(default_factory=ModelConf)
     trainer: TrainerConf = field(default_factory=TrainerConf)
     runtime: RuntimeConf = field(default_factory=RuntimeConf)
+    tracking: TrackingConf = field(default_factory=TrackingConf)
     seed: int = MISSING
     use_mlm: bool = MISSING
     train_frac: float = MISSING
@@ -157,13 +173,15 @@ class Config:
 REPORT_IGNORES = ("seed", "run_name", "checkpoint")
 # What a resumed run takes from the command line without a word: it keeps its own name.
 RESUME_IGNORES_SILENTLY = ("run_name", "checkpoint")
-RUNTIME_NODE = "runtime"
-# What a resumed run may change besides `runtime`: how long it trains.
+# How a run is run, never what it computes: the report ignores them, a resume may change them.
+RUNTIME_NODES = ("runtime", "tracking")
+# What a resumed run may change besides those: how long it trains.
 BUDGET_KEYS = ("trainer.max_steps", "trainer.epochs")
 
 
 def is_runtime_key(key: str) -> bool:
-    return key == RUNTIME_NODE or key.startswith(RUNTIME_NODE + ".")
+    """A key of `runtime` or `tracking` (or the node itself): speed, folders and trackers."""
+    return any(key == node or key.startswith(node + ".") for node in RUNTIME_NODES)
 
 
 def register_configs() -> None:
@@ -242,11 +260,16 @@ def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
     return {k: v for key, value in node.items() for k, v in _flat(value, f"{prefix}{key}.").items()}
 
 
+def flat_config(cfg: DictConfig) -> dict[str, Any]:
+    """Dotted key -> resolved leaf value of a config (what trackers log as parameters)."""
+    return _flat(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
+
+
 def setting_differences(stored: dict[str, Any], cfg: DictConfig) -> list[str]:
-    """`key: A there, B here` for every setting that makes a run (all but `runtime`, its
-    name and how it started) in which a stored config differs from `cfg`."""
+    """`key: A there, B here` for every setting that makes a run (all but `runtime` and
+    `tracking`, its name and how it started) in which a stored config differs from `cfg`."""
     there = upgrade_flat(_flat(stored))
-    here = _flat(OmegaConf.to_container(cfg, resolve=True))
+    here = flat_config(cfg)
     return [f"{k}: {there.get(k)} there, {here.get(k)} here" for k in sorted(there.keys() | here)
             if not is_runtime_key(k) and k not in RESUME_IGNORES_SILENTLY
             and there.get(k) != here.get(k)]  # fmt: skip

@@ -1,7 +1,8 @@
 """The training loop as plain functions: `set_up` -> (`next_batch` -> `train_step` ->
 `advance`)* with `evaluate_and_checkpoint` every `trainer.eval_every` steps ->
-`final_results`. `train` strings them together for one run; a benchmark can call the
-same pieces.
+`final_results`. `train` strings them together for one run, reporting each step, evaluation
+and the results to the run's tracker (tokentango.tracking) and stopping cleanly on a signal
+(tokentango.interrupt); a benchmark can call the same pieces.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from tokentango import checkpoints, rundir
+from tokentango import checkpoints, rundir, tracking
 from tokentango.data import (
     Dataset,
     batch_tensors,
@@ -225,6 +226,15 @@ def should_stop_early(state: LoopState, val_accuracy: float, es: DictConfig | No
     return state.evals_without_gain >= es.patience
 
 
+def step_figures(training: Training, samples_per_second: float) -> dict[str, float | None]:
+    """The step just counted, for the trackers: its losses, learning rate and samples/s."""
+    state = training.state
+    return {"cls_loss": state.cls_losses[-1],
+            "mlm_loss": state.mlm_losses[-1] if state.mlm_losses else None,
+            "lr": training.optimizer.param_groups[0]["lr"],
+            "samples_per_second": samples_per_second}  # fmt: skip
+
+
 def _mean(values: list[float]) -> float | None:
     return float(np.mean(values)) if values else None
 
@@ -340,9 +350,10 @@ def log_start_up() -> None:
         _start_up_logged = True
 
 
-def run_steps(training: Training, stops: StopRequests) -> None:
+def run_steps(training: Training, stops: StopRequests, tracker: tracking.Tracker) -> None:
     """Train until the budget is spent or early stopping ends the run, evaluating and
-    checkpointing every `trainer.eval_every` steps; a stop signal ends it between steps."""
+    checkpointing every `trainer.eval_every` steps, each step and evaluation also sent to
+    `tracker`; a stop signal ends it between steps."""
     cfg, state = training.cfg, training.state
     show_bar = cfg.runtime.progress_bar
     bar = tqdm(total=training.total_steps, initial=state.step, desc=training.run_name,
@@ -360,12 +371,15 @@ def run_steps(training: Training, stops: StopRequests) -> None:
             step_started = time.perf_counter()
             losses = train_step(training.model, training.optimizer, ids, labels, cfg,
                                 training.device)  # fmt: skip
-            advance(training, losses, len(labels), time.perf_counter() - step_started)
+            seconds = time.perf_counter() - step_started
+            advance(training, losses, len(labels), seconds)
+            tracker.log_step(state.step, step_figures(training, len(labels) / seconds))
             if state.step == started_at + 1:
                 log_start_up()
             bar.update(1)
             if state.step % cfg.trainer.eval_every == 0 or state.step == training.total_steps:
                 record = evaluate_and_checkpoint(training, loop_started)
+                tracker.log_eval(state.step, record)
                 bar.set_postfix(loss=f"{record['cls_loss']:.3f}",
                                 val_acc=f"{record['val_accuracy']:.3f}")  # fmt: skip
     if state.status == rundir.EARLY_STOPPED:
@@ -380,16 +394,18 @@ def train(
     """One training run in `run_dir` (from scratch, or from a checkpoint of this run);
     returns the results also written to results.json. A stop signal ends it (between
     steps while training) with a checkpoint, status interrupted and RunInterrupted
-    (tokentango.interrupt)."""
+    (tokentango.interrupt); the tracker is closed whatever happens."""
     training = None
     with StopRequests() as stops:
         try:
             training = set_up(cfg, Path(run_dir), run_name, resume_from)
-            run_steps(training, stops)
-            results = final_results(training)
+            with tracking.tracked(cfg, training.run_dir, run_name, training.state.step) as tracker:
+                run_steps(training, stops, tracker)
+                results = final_results(training)
+                rundir.write_json(Path(run_dir) / rundir.RESULTS_FILE, results)
+                tracker.finish(results)
         except StopNow as stop:
             if training is not None:
                 save_interrupted(training, stop.signum)
             stops.hand_on(training.state.step if training else 0)
-    rundir.write_json(Path(run_dir) / rundir.RESULTS_FILE, results)
     return results

@@ -55,9 +55,12 @@ def main(cfg: DictConfig) -> float | None:
         validate(cfg)
         # Imported once the config is good: `--help` and bad values never pay for torch.
         from tokentango.device import resolve_device
+        from tokentango.tracking import require_installed
 
         resolve_device(cfg.runtime.device)
         plan = plan_job(cfg, run_dir, list(hydra_cfg.overrides.task))
+        if not plan.get("skip"):
+            require_installed(plan["cfg"])  # a resumed run's own tracking, or the new one
     except (ConfigError, checkpoints.CheckpointError) as err:
         rundir.remove_if_unstarted(run_dir)  # nothing was trained: leave no half-made folder
         if hydra_cfg.mode == RunMode.RUN:
@@ -128,8 +131,9 @@ def plan_job(cfg: DictConfig, run_dir: Path, task_overrides: list[str]) -> dict[
 
 
 def may_change_on_resume(key: str) -> bool:
-    """A resumed run keeps its own config but for how it runs and how long it trains; its
-    checkpoints stay where they are (its newest, best and abandoned ones are found there)."""
+    """A resumed run keeps its own config but for how it runs (`runtime`, `tracking`) and how
+    long it trains; its checkpoints stay where they are (its newest, best and abandoned ones
+    are found there)."""
     return (is_runtime_key(key) or key in BUDGET_KEYS) and key != "runtime.checkpoint_dir"
 
 
@@ -147,7 +151,7 @@ def resume_config(cfg: DictConfig, meta: dict, task_overrides: list[str]) -> Dic
     ignored = sorted(k for k in kept if k not in RESUME_IGNORES_SILENTLY)
     if ignored:
         log.warning("resuming %s with its own config: ignored %s (only runtime.* but "
-                    "runtime.checkpoint_dir, and %s may change)", meta["run_name"],
+                    "runtime.checkpoint_dir, tracking, and %s may change)", meta["run_name"],
                     ", ".join(ignored), ", ".join(BUDGET_KEYS))  # fmt: skip
     if meta["loop"].get("status") == rundir.EARLY_STOPPED:
         log.warning("%s stopped early at step %d: there is nothing to extend",

@@ -9,6 +9,8 @@
   results.json                 the final figures, or status failed + error
   results.failed-<time>.json   a failed (or .interrupted-) attempt to extend a finished run
   checkpoints/                 ckpt_*.pt + .json (format: tokentango.checkpoints)
+  tensorboard/                 TensorBoard event files (tracking=tensorboard|both)
+  tracking.json                the MLflow run this run logs to, so a resume continues it
 ```
 
 Every file is written whole or not at all (a temporary file renamed into place), except
@@ -37,6 +39,8 @@ HYDRA_DIR = ".hydra"
 CONFIG_FILE = f"{HYDRA_DIR}/config.yaml"
 OVERRIDES_FILE = f"{HYDRA_DIR}/overrides.yaml"
 HYDRA_FILE = f"{HYDRA_DIR}/hydra.yaml"  # Hydra's own config for the job (sweeper, job number)
+TENSORBOARD_DIR = "tensorboard"
+TRACKING_FILE = "tracking.json"  # written and read by tokentango.tracking
 
 # results.json statuses
 COMPLETED, EARLY_STOPPED = "completed", "early_stopped"

@@ -164,7 +164,8 @@ def find_runs(dirs: Sequence[str | Path]) -> list[Run]:
 
 def _ignored(key: str) -> bool:
     """Keys that never make two runs different experiments: the seed (pooled over), the
-    run's name and start, and everything under `runtime` (speed and folders only)."""
+    run's name and start, and everything under `runtime` (speed and folders only) and
+    `tracking` (where the figures are also written)."""
     return key in REPORT_IGNORES or is_runtime_key(key)
 
 
