@@ -13,7 +13,12 @@ CONF=/etc/slurm/slurm.conf
 STATE=/var/lib/slurm
 LOGS=/var/log/slurm
 
+HEADER="# Written by tokentango's scripts/local_slurm.sh"
+
 die() { echo "local_slurm: $*" >&2; exit 1; }
+
+# Never touch a real cluster's configuration or daemons.
+ours() { [ ! -e "$CONF" ] || head -n 1 "$CONF" | grep -qF "$HEADER"; }
 
 install_packages() {
     [ "$(id -u)" = 0 ] || die "installing needs root"
@@ -28,7 +33,7 @@ write_conf() {
     node=$(slurmd -C | head -n 1)
     mkdir -p "$(dirname "$CONF")" "$STATE/slurmctld" "$STATE/slurmd" "$LOGS"
     cat >"$CONF" <<EOF
-# Written by tokentango's scripts/local_slurm.sh: a one-node cluster on $host.
+$HEADER: a one-node cluster on $host.
 ClusterName=tokentango
 SlurmctldHost=$host
 SlurmUser=root
@@ -67,6 +72,7 @@ start() {
     [ "$(id -u)" = 0 ] || die "starting the daemons needs root"
     command -v slurmctld >/dev/null && command -v munged >/dev/null \
         || die "slurm-wlm and munge are not installed (run: $0 install)"
+    ours || die "$CONF was not written by this script: a real cluster's? left alone"
     write_conf
     mkdir -p /run/munge && chown munge:munge /run/munge
     [ -s /etc/munge/munge.key ] || { mungekey --create 2>/dev/null || create-munge-key -f; }
@@ -92,6 +98,7 @@ start() {
 }
 
 stop() {
+    ours || die "$CONF was not written by this script: a real cluster's? left alone"
     pkill -x slurmd 2>/dev/null || true
     pkill -x slurmctld 2>/dev/null || true
     pkill -x munged 2>/dev/null || true

@@ -91,6 +91,23 @@ def test_a_signal_during_the_final_evaluation_stops_at_once_and_resumes_to_the_s
     assert resumed["test_accuracy"] == straight[1]["test_accuracy"]
 
 
+def test_a_signal_while_the_run_sets_up_stops_it_at_once_and_says_so(
+    tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_set_up = loop.set_up
+
+    def signal_then_set_up(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)  # e.g. SLURM's, while the data loads
+        return real_set_up(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "set_up", signal_then_set_up)
+    with pytest.raises(RunInterrupted):
+        train(tiny(data_dir, *BUDGET), tmp_path, "r")
+    stopped = read_results(tmp_path)
+    assert stopped["status"] == rundir.INTERRUPTED and stopped["steps"] == 0
+    assert stopped["checkpoint"] is None and not (tmp_path / "checkpoints").exists()
+
+
 def test_the_signal_goes_on_to_a_handler_installed_before_once_the_checkpoint_is_saved(
     tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -85,12 +85,13 @@ def test_a_slurm_sweep_runs_each_job_as_a_task_of_one_job_array(
 def test_a_job_past_its_time_limit_is_requeued_and_resumes_to_the_same_figures(
     slurm_cluster: None, tmp_path: Path, data_dir: Path
 ) -> None:
-    """A two-minute limit with SLURM's signal 60 s before it (30 to 60 s into the job:
-    SLURM checks limits periodically and may signal up to a minute early): the job
+    """A one-minute limit with SLURM's signal 15 s before it: SLURM checks limits every
+    30 s, so the signal comes 15 to 45 s into each job, after set-up (4-9 s here). The job
     checkpoints and says interrupted, submitit requeues it, and the requeued job continues
-    from that checkpoint; it ends with the figures of a run that was never stopped. The
-    run needs more than 80 s here, so the signal always comes before its end."""
-    budget = ["seed=1", "trainer.max_steps=9000", "trainer.epochs=100",
+    from that checkpoint; it ends with the figures of a run that was never stopped. The run
+    needs more than 45 s of training even on an idle machine (~250 steps/s on one thread),
+    so the signal always comes before its end."""
+    budget = ["seed=1", "trainer.max_steps=15000", "trainer.epochs=250",
               "trainer.eval_every=100", "runtime.threads=1"]  # fmt: skip
     # The run that is never stopped, meanwhile, on the other core.
     straight = tmp_path / "straight"
@@ -102,8 +103,8 @@ def test_a_job_past_its_time_limit_is_requeued_and_resumes_to_the_same_figures(
     )  # fmt: skip
     sweep = tmp_path / "sweep"
     run_cli("tokentango.train", *slurm_sweep(
-        sweep, data_dir, *budget, "hydra.launcher.timeout_min=2",
-        "hydra.launcher.signal_delay_s=60", "hydra.launcher.max_num_timeout=20"))  # fmt: skip
+        sweep, data_dir, *budget, "hydra.launcher.timeout_min=1",
+        "hydra.launcher.signal_delay_s=15", "hydra.launcher.max_num_timeout=20"))  # fmt: skip
     _, stderr = reference.communicate(timeout=600)
     assert reference.returncode == 0, stderr[-2000:]
 

@@ -17,14 +17,14 @@ def test_status_of_a_local_sweep_reads_its_run_folders(tiny_sweep: Path, tmp_pat
     shutil.copytree(tiny_sweep, sweep)
     folders = sorted(p for p in sweep.iterdir() if p.is_dir())
     rundir.write_json(folders[1] / rundir.RESULTS_FILE, {
-        "status": "interrupted", "signal": "SIGTERM", "steps": 4})  # fmt: skip
+        "status": "interrupted", "signal": "SIGTERM", "steps": 6})  # fmt: skip
     rundir.write_json(folders[2] / rundir.RESULTS_FILE, {
         "status": "failed", "error": "DataError: no rows\nTraceback ..."})  # fmt: skip
     (folders[3] / rundir.RESULTS_FILE).unlink()  # killed before it ended
     rows = job_states(sweep)
     assert [(r["num"], r["state"], r["step"]) for r in rows] == [
-        (0, "done", 8), (1, "interrupted", 4), (2, "failed", 8), (3, "unfinished", 8)]  # fmt: skip
-    assert rows[1]["note"] == "SIGTERM at step 4" and rows[2]["note"] == "DataError: no rows"
+        (0, "done", 8), (1, "interrupted", 8), (2, "failed", 8), (3, "unfinished", 8)]  # fmt: skip
+    assert rows[1]["note"] == "SIGTERM at step 6" and rows[2]["note"] == "DataError: no rows"
     out = run_cli("tokentango.status", str(sweep)).stdout
     assert out.splitlines()[-1] == "1 interrupted, 1 failed, 1 done, 1 unfinished"
 

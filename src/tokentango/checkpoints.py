@@ -255,13 +255,18 @@ def _remove(meta: dict[str, Any]) -> None:
 
 
 def prune_checkpoints(directory: str | Path, keep_last: int, run_name: str | None = None) -> None:
-    """Keep a run's `keep_last` newest checkpoints and its best one; delete its others.
-    Other runs' checkpoints in a shared folder are never touched."""
+    """Keep a run's `keep_last` newest evaluated checkpoints and its best one; delete its
+    others. Other runs' checkpoints in a shared folder are never touched."""
     metas = _own(list_checkpoints(directory), run_name)
     if not metas:
         return
-    newest = sorted(metas, key=lambda m: m["step"], reverse=True)[:keep_last]
-    keep = {m["path"] for m in newest} | {_best(metas)["path"]}
+    # A checkpoint saved on a stop signal (no accuracy) is a resume point only: it takes no
+    # place among the newest, and goes once an evaluated checkpoint is newer.
+    evaluated = [m for m in metas if m.get("val_accuracy") is not None]
+    newest = sorted(evaluated, key=lambda m: m["step"], reverse=True)[:keep_last]
+    last = max((m["step"] for m in evaluated), default=-1)
+    keep = ({m["path"] for m in newest} | {_best(metas)["path"]}
+            | {m["path"] for m in metas if m.get("val_accuracy") is None and m["step"] > last})
     for meta in metas:
         if meta["path"] not in keep:
             _remove(meta)

@@ -403,9 +403,19 @@ def train(
                 run_steps(training, stops, tracker)
                 results = final_results(training)
                 rundir.write_json(Path(run_dir) / rundir.RESULTS_FILE, results)
+                stops.restore()  # finished: a signal now only cuts the tracker's last call
                 tracker.finish(results)
         except StopNow as stop:
-            if training is not None:
-                save_interrupted(training, stop.signum)
+            try:
+                if training is not None:
+                    save_interrupted(training, stop.signum)
+                elif rundir.read_results(run_dir) is None:  # stopped while setting up
+                    rundir.record_unfinished(run_dir, {
+                        "status": rundir.INTERRUPTED, "run_name": run_name,
+                        "signal": signal.Signals(stop.signum).name, "steps": 0,
+                        "checkpoint": None, "seed": cfg.seed, "use_mlm": cfg.use_mlm,
+                    })  # fmt: skip
+            except Exception:  # the signal must still be handed on (a requeue)
+                log.exception("could not record the interruption")
             stops.hand_on(training.state.step if training else 0)
     return results

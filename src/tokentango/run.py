@@ -82,9 +82,14 @@ def main(cfg: DictConfig) -> float | None:
         results = train(cfg, run_dir, run_name, plan["resume_from"])
     except RunInterrupted as stop:
         # Checkpointed and recorded; exit as the signal would have (a sweep stops too).
-        how = (f"checkpoint={run_dir}" if hydra_cfg.mode == RunMode.RUN
-               else f"the same --multirun command with hydra.sweep.dir={run_dir.parent}")
-        print(f"{run_name}: {stop}; to resume it, run {how}", file=sys.stderr)
+        stopped = rundir.read_results(run_dir) or {}
+        if hydra_cfg.mode == RunMode.MULTIRUN:
+            how = f"to resume it, rerun the sweep with hydra.sweep.dir={run_dir.parent}"
+        elif stopped.get("checkpoint"):
+            how = f"to resume it, run checkpoint={run_dir}"
+        else:
+            how = "nothing was trained yet: run the command again"
+        print(f"{run_name}: {stop}; {how}", file=sys.stderr)
         sys.exit(stop.exit_code)
     except Exception as err:
         # Recorded where the report looks; then Hydra goes on with the rest of the sweep.

@@ -24,9 +24,10 @@ PENDING, RUNNING, DONE = "pending", "running", "done"
 UNFINISHED = "unfinished"  # a run folder without results and no queue to ask
 STATES = (PENDING, RUNNING, rundir.INTERRUPTED, rundir.FAILED, DONE, UNFINISHED)
 
-# squeue's job states, grouped as a user reads them.
-_QUEUED = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD", "SUSPENDED"}
-_ACTIVE = {"RUNNING", "CONFIGURING", "COMPLETING", "SIGNALING", "STAGE_OUT", "RESIZING"}
+# squeue's job states, grouped as a user reads them; any other (COMPLETED, FAILED,
+# CANCELLED, TIMEOUT, ...) is a job that has ended, which squeue lists for a while.
+QUEUED_STATES = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD", "SUSPENDED"}
+ACTIVE_STATES = {"RUNNING", "CONFIGURING", "COMPLETING", "SIGNALING", "STAGE_OUT", "RESIZING"}
 
 
 def record_jobs(sweep_dir: Path, jobs: list[dict[str, Any]]) -> None:
@@ -66,6 +67,12 @@ def squeue(job_ids: list[str]) -> dict[str, tuple[str, str]] | None:
     return queue
 
 
+def in_queue(queue: dict[str, tuple[str, str]], job_id: str) -> bool:
+    """Whether SLURM still has the job waiting or running (not ended)."""
+    state = queue.get(job_id, ("", ""))[0]
+    return state in QUEUED_STATES or state in ACTIVE_STATES
+
+
 def _run_folders(sweep_dir: Path) -> dict[int, Path]:
     """Job number -> run folder (sweep folders are named `<job number>_<overrides>`)."""
     folders = {}
@@ -89,7 +96,7 @@ def _from_folder(folder: Path | None) -> dict[str, Any]:
         row.update(state=DONE, step=results.get("steps"), note=status,
                    test_accuracy=results.get("test_accuracy"))  # fmt: skip
     elif status == rundir.INTERRUPTED:
-        row.update(state=rundir.INTERRUPTED, step=results.get("steps"),
+        row.update(state=rundir.INTERRUPTED, step=max(row["step"] or 0, results.get("steps") or 0),
                    note=f"{results.get('signal')} at step {results.get('steps')}")  # fmt: skip
     elif status == rundir.FAILED or (folder / rundir.RESULTS_FILE).exists():
         error = str((results or {}).get("error") or "unreadable results.json").split("\n")[0]
@@ -114,10 +121,10 @@ def job_states(sweep_dir: str | Path) -> list[dict[str, Any]]:
         queued = queue.get(job_id) if queue is not None and job_id else None
         if row["state"] == DONE:  # finished, whatever the queue says while it exits
             pass
-        elif queued and queued[0] in _ACTIVE:
+        elif queued and queued[0] in ACTIVE_STATES:
             was = f"resumed after: {row['note']}" if row["state"] else ""
             row.update(state=RUNNING, note=was)
-        elif queued and queued[0] in _QUEUED:
+        elif queued and queued[0] in QUEUED_STATES:
             was = f"; {row['state']} before ({row['note']})" if row["state"] else ""
             row.update(state=PENDING, note=f"{queued[0].lower()}: {queued[1]}{was}")
         elif row["state"] is None and job_id and queue is not None:

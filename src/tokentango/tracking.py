@@ -247,7 +247,7 @@ class TensorBoardTracker(Tracker):
         from torch.utils.tensorboard.summary import hparams
 
         self.writer = SummaryWriter(log_dir=str(run_dir / rundir.TENSORBOARD_DIR),
-                                    purge_step=step + 1 if step else None)  # fmt: skip
+                                    purge_step=step + 1)  # fmt: skip
         values = {k: v if isinstance(v, int | float) and not isinstance(v, bool) else _text(v)
                   for k, v in flat_config(cfg).items()}  # fmt: skip
         # The HParams dashboard: the config now, the final figures (its metrics) at the end.

@@ -86,20 +86,21 @@ class SlurmLauncher(SubmititSlurmLauncher):
             for num, job, overrides in zip(nums, jobs, job_overrides, strict=True)
         ])  # fmt: skip
         if self.wait:
-            return wait_for(jobs, [list(o) for o in job_overrides])
+            return wait_for(jobs, [list(o) for o in job_overrides], sweep_dir)
         print(f"submitted {len(jobs)} jobs to SLURM (array {jobs[0].job_id.split('_')[0]}); "
               f"see them with: python -m tokentango.status {sweep_dir}")  # fmt: skip
         # Hydra's sweep wants a return per job: none is known yet, and none is needed.
         return [JobReturn(overrides=list(o), status=JobStatus.COMPLETED) for o in job_overrides]
 
 
-def wait_for(jobs: Sequence[Any], overrides: list[list[str]],
-             poll_s: float = 5.0, grace_s: float = 60.0) -> list[JobReturn]:  # fmt: skip
+def wait_for(jobs: Sequence[Any], overrides: list[list[str]], sweep_dir: Path,
+             poll_s: float = 5.0, grace_s: float = 30.0) -> list[JobReturn]:  # fmt: skip
     """Each job's JobReturn once it has ended. submitit's own wait asks sacct, which a
     cluster without an accounting database lacks: it then warns at every poll and never
     sees a job that died without a result (it would wait forever). So: the result files,
-    and squeue for jobs that are gone without one (`grace_s` after they leave the queue)."""
-    from tokentango.status import squeue
+    and squeue for jobs that have ended without one (`grace_s` after they leave the queue;
+    the run folder says whether the run was interrupted). Without squeue, submitit's way."""
+    from tokentango.status import in_queue, job_states, squeue
 
     results: dict[int, JobReturn] = {}
     gone_since: dict[int, float] = {}
@@ -108,20 +109,27 @@ def wait_for(jobs: Sequence[Any], overrides: list[list[str]],
         for i, job in enumerate(jobs):
             if i in results:
                 continue
-            if job.paths.result_pickle.exists():
+            if job.paths.result_pickle.exists() or queue is None:
                 try:
-                    results[i] = job.results()[0]
+                    results[i] = job.results()[0]  # waits, when there is no queue to ask
                 except Exception as err:  # submitit's: e.g. timed out too many times
-                    results[i] = JobReturn(overrides=overrides[i], status=JobStatus.FAILED,
-                                           _return_value=err)  # fmt: skip
-            elif queue is not None and job.job_id not in queue:
+                    results[i] = _failed(overrides[i], err)
+            elif not in_queue(queue, job.job_id):
                 if time.monotonic() - gone_since.setdefault(i, time.monotonic()) > grace_s:
-                    err = RuntimeError(f"SLURM job {job.job_id} ended without a result "
-                                       f"(killed?); see {job.paths.stderr}")  # fmt: skip
-                    results[i] = JobReturn(overrides=overrides[i], status=JobStatus.FAILED,
-                                           _return_value=err)  # fmt: skip
+                    rows = {row["job_id"]: row for row in job_states(sweep_dir)}
+                    row = rows.get(job.job_id, {})
+                    why = (f"interrupted ({row['note']}); rerun the sweep with "
+                           f"hydra.sweep.dir={sweep_dir} to resume it"
+                           if row.get("state") == "interrupted"
+                           else f"ended without a result (killed?); see {job.paths.stderr}")
+                    err = RuntimeError(f"SLURM job {job.job_id} {why}")
+                    results[i] = _failed(overrides[i], err)
             else:
                 gone_since.pop(i, None)
         if len(results) < len(jobs):
             time.sleep(poll_s)
     return [results[i] for i in range(len(jobs))]
+
+
+def _failed(overrides: list[str], err: BaseException) -> JobReturn:
+    return JobReturn(overrides=overrides, status=JobStatus.FAILED, _return_value=err)
