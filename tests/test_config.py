@@ -229,3 +229,15 @@ def test_original_environment_variables_are_defaults_the_command_line_beats() ->
     assert cfg.use_mlm is False and cfg.seed == 3 and cfg.optimizer.lr == 0.01
     assert cfg.trainer.batch_size == 8 and cfg.run_name == "legacy"
     assert cfg.runtime.checkpoint_dir == "/tmp/ck" and cfg.runtime.device == "cpu"
+
+
+@pytest.mark.parametrize("overrides", [
+    ["+experiment=search"], ["+experiment=mlm_ablation"], ["+experiment=optimizer_comparison"],
+    ["hydra/sweeper=search"], ["tracking=both"], ["optimizer=sgd", "optimizer.momentum=0.5"],
+    ["trainer.early_stopping=null"],
+])  # fmt: skip
+def test_every_preset_has_only_keys_the_schema_knows(overrides: list[str]) -> None:
+    """The unknown-key check (a `+key` nothing reads) passes every preset the repo ships."""
+    assert config_module.unknown_keys(compose(*overrides)) == []
+    with pytest.raises(ConfigError, match=r"^unknown key optimizer\.betas:"):
+        validate(compose(*overrides, "optimizer=sgd", "+optimizer.betas=[0.9,0.99]"))

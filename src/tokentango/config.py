@@ -1,7 +1,8 @@
 """The config schema: types for `conf/`, where every value lives.
 
 Hydra merges the YAML files in `conf/` onto these dataclasses, so a wrong type or an
-unknown key fails at composition with the key's name. The dataclasses hold types only
+unknown key fails at composition with the key's name (and `validate` finds a key Hydra's
+`+key=value` added past the schema). The dataclasses hold types only
 (every field is MISSING here); the values, defaults included, are in `conf/` alone. Range
 checks OmegaConf cannot express live in `validate`, which runs before any work starts.
 
@@ -17,7 +18,9 @@ The config's nodes split what a run *is* from how it is *run*:
 from __future__ import annotations
 
 import copy
+import dataclasses
 import secrets
+import typing
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -362,7 +365,8 @@ _RANGES: list[tuple[str, Any, str]] = [
     ("data.max_length", lambda v: v >= 2, "must be >= 2"),
     ("data.vocab_size", lambda v: v >= 100, "must be >= 100"),
     ("data.tokenizer_rows", lambda v: v is None or v >= 1, "must be >= 1 or null"),
-    ("data.path", lambda v: v is None or Path(v).is_file(), "no such file"),
+    ("data.path", lambda v: v is None or Path(v).exists(), "no such file"),
+    ("data.path", lambda v: v is None or Path(v).is_file(), "a folder, not a CSV file"),
     ("runtime.eval_batch_size", lambda v: v >= 1, "must be >= 1"),
     ("runtime.csv_chunk_rows", lambda v: v >= 1, "must be >= 1"),
     ("runtime.threads", lambda v: v is None or v >= 1, "must be >= 1 or null"),
@@ -371,7 +375,12 @@ _RANGES: list[tuple[str, Any, str]] = [
 
 
 def validate(cfg: DictConfig) -> None:
-    """Range checks; raises ConfigError naming the first bad key."""
+    """Keys and range checks; raises ConfigError naming the first bad key."""
+    unknown = unknown_keys(cfg)
+    if unknown:
+        raise ConfigError(f"unknown key {unknown[0]}: no schema has it, so nothing would read "
+                          "it (a typo, or a `+` override? `--cfg job` shows every key)")
+    check_run_name(cfg.run_name)
     for key, ok, why in _RANGES:
         if key.startswith("trainer.early_stopping.") and cfg.trainer.early_stopping is None:
             continue
@@ -380,6 +389,78 @@ def validate(cfg: DictConfig) -> None:
     m = cfg.model
     _check(m.d_model % m.n_heads == 0, "model.n_heads", m.n_heads,
            f"must divide model.d_model={m.d_model}")  # fmt: skip
+
+
+# The optimizer node is typed `Any` (its keys depend on the optimizer): its schema by class.
+OPTIMIZER_SCHEMAS = {"torch.optim.Adam": AdamConf, "torch.optim.AdamW": AdamConf,
+                     "torch.optim.SGD": SGDConf}  # fmt: skip
+
+
+def _schema_of(type_: Any) -> type | None:
+    """The dataclass a field holds (through `X | None`), else None."""
+    return next((t for t in (type_, *typing.get_args(type_)) if dataclasses.is_dataclass(t)),
+                None)  # fmt: skip
+
+
+def unknown_keys(cfg: DictConfig, schema: type = Config, prefix: str = "") -> list[str]:
+    """Dotted keys of `cfg` that no schema has. Hydra's `+key=value` adds a key whatever
+    the schema says; such a key would be carried along and read by nothing."""
+    hints = typing.get_type_hints(schema)
+    found = []
+    for key in cfg:
+        name = f"{prefix}{key}"
+        if key not in hints:
+            found.append(name)
+            continue
+        node = cfg._get_node(key)
+        if not isinstance(node, DictConfig) or node._is_none() or node._is_missing():
+            continue
+        sub = _schema_of(hints[key])
+        if sub is None and name == "optimizer":
+            sub = OPTIMIZER_SCHEMAS.get(str(node.get("_target_")))
+        if sub is not None:
+            found += unknown_keys(node, sub, f"{name}.")
+    return found
+
+
+def check_run_name(name: str | None) -> None:
+    """A run's name becomes part of its folder's: a path in it could write anywhere."""
+    if name is not None and ("/" in name or "\\" in name):
+        raise ConfigError(f"invalid config value run_name={name!r}: must be a plain name, "
+                          "without '/' or '\\' (it names the run's folder)")
+
+
+def known_key(key: str, schema: type = Config) -> bool:
+    """Whether a dotted key is in the schema (anything below an untyped node counts)."""
+    name, _, rest = key.partition(".")
+    hints = typing.get_type_hints(schema)
+    if name not in hints:
+        return False
+    sub = _schema_of(hints[name])
+    return not rest or sub is None or known_key(rest, sub)
+
+
+def check_override_keys(overrides: list[str]) -> None:
+    """An unknown key or group option (`bogus=1`, `+nonsense_key=1`, `optimizer=rmsprop`,
+    a sweep holding one) as one line before Hydra starts: Hydra's own message spans lines,
+    and Hydra's `+` adds any key."""
+    for o in parse_overrides(overrides):
+        if o.is_hydra_override() or o.package:
+            continue
+        group = CONF_DIR / o.key_or_group
+        if not group.is_dir():
+            if not known_key(o.key_or_group):
+                raise ConfigError(f"unknown key {o.key_or_group}: no schema has it (a typo? "
+                                  "`--cfg job` shows every key)")
+            continue
+        if o.is_delete() or (o.is_sweep_override() and not o.is_choice_sweep()):
+            continue
+        values = list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.value()]
+        choices = sorted(p.stem for p in group.glob("*.yaml"))
+        for value in values:
+            if value is not None and str(value) not in choices:
+                raise ConfigError(f"unknown {o.key_or_group} {str(value)!r}: the choices are "
+                                  f"{', '.join(choices)} (conf/{o.key_or_group}/)")
 
 
 # --- the original's environment variables ---------------------------------------------

@@ -241,7 +241,9 @@ def balance(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
 
     counts = frame["label"].value_counts()
     if len(counts) < 2:
-        raise DataError(f"need both classes after the label map, found only {dict(counts)}")
+        found = ", ".join(f"{counts[k]} {LABEL_NAMES[k]}" for k in sorted(counts.index))
+        raise DataError(f"need rows of both classes after the label map, found {found or 'none'}"
+                        f" (types kept: {', '.join(TYPE_TO_LABEL)})")
     n = counts.min()
     parts = [g.sample(n=n, random_state=seed) for _, g in frame.groupby("label")]
     return pd.concat(parts).sort_index().reset_index(drop=True)
@@ -263,7 +265,7 @@ def split_frame(
         )
     except ValueError as err:  # too few rows of a class for a stratified split
         raise DataError(f"{len(frame)} balanced rows are too few to split into train, val "
-                        f"and test ({err}); need more rows or a larger train_frac") from err
+                        "and test; need more rows or a larger train_frac") from err
     return {"train": train, "val": val, "test": test}
 
 
@@ -276,8 +278,11 @@ def split_rows(
         path, settings.train_frac, settings.seed, settings.chunk_rows, spill,
         settings.max_length * SPILL_CHARS_PER_TOKEN,
     )  # fmt: skip
-    frame = balance(drop_duplicate_contents(frame, stats), settings.seed)
-    parts = split_frame(frame, settings.val_frac, settings.test_frac, settings.seed)
+    try:
+        frame = balance(drop_duplicate_contents(frame, stats), settings.seed)
+        parts = split_frame(frame, settings.val_frac, settings.test_frac, settings.seed)
+    except DataError as err:  # the same messages, naming the file
+        raise DataError(f"{path}: {err}") from err.__cause__
     for name, part in parts.items():
         if len(part) == 0 or part["label"].nunique() < 2:
             raise DataError(

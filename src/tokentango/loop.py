@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from tokentango import checkpoints, rundir, tracking
+from tokentango.config import ConfigError
 from tokentango.data import (
     Dataset,
     batch_tensors,
@@ -111,6 +112,12 @@ def set_up(
              sum(p.numel() for p in model.parameters()) / 1e6, device,
              cfg.runtime.precision, torch.get_num_threads())  # fmt: skip
     t = cfg.trainer
+    n_train = len(data.splits["train"])
+    if t.batch_size > n_train:  # every batch would be the whole split: surely a slip
+        path = data.stats.get("settings", {}).get("path")
+        raise ConfigError(f"invalid config value trainer.batch_size={t.batch_size}: larger than "
+                          f"the {n_train} training rows of {path} (train_frac {cfg.train_frac}); "
+                          f"use at most {n_train}")
     per_epoch = len(epoch_batches(data.splits["train"].lengths, t.batch_size, cfg.seed, 0))
     total = per_epoch * t.epochs if t.max_steps is None else min(per_epoch * t.epochs, t.max_steps)
     training = Training(

@@ -31,6 +31,8 @@ from tokentango.config import (
     RESUME_IGNORES_SILENTLY,
     Config,
     ConfigError,
+    check_override_keys,
+    check_run_name,
     default_experiments_dir,
     is_runtime_key,
     override_keys,
@@ -76,6 +78,7 @@ def main(cfg: DictConfig) -> float | None:
         # A launcher that gives each job its CPUs (submitit: cpus_per_task) sets its threads;
         # joblib sets them in its workers itself (cores // n_jobs).
         cfg.runtime.threads = int(cpus)
+    from tokentango.data import DataError
     from tokentango.loop import optimizer_name, train
 
     try:
@@ -92,13 +95,24 @@ def main(cfg: DictConfig) -> float | None:
         print(f"{run_name}: {stop}; {how}", file=sys.stderr)
         sys.exit(stop.exit_code)
     except Exception as err:
-        # Recorded where the report looks; then Hydra goes on with the rest of the sweep.
-        rundir.record_unfinished(run_dir, {
-            "status": rundir.FAILED, "run_name": run_name,
-            "error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc(),
-            "optimizer": optimizer_name(cfg), "use_mlm": cfg.use_mlm, "seed": cfg.seed,
-            "train_frac": cfg.train_frac,
-        })  # fmt: skip
+        # Bad input (the data file, a checkpoint, a value the data rules out): a single run
+        # says so in one line, as for a bad config value, and leaves no folder if nothing
+        # was trained.
+        bad_input = isinstance(err, (DataError, ConfigError, checkpoints.CheckpointError))
+        single = hydra_cfg.mode == RunMode.RUN
+        if bad_input and single:
+            rundir.remove_if_unstarted(run_dir)
+        if run_dir.is_dir():
+            # Recorded where the report looks; then Hydra goes on with the rest of the sweep.
+            rundir.record_unfinished(run_dir, {
+                "status": rundir.FAILED, "run_name": run_name,
+                "error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc(),
+                "optimizer": optimizer_name(cfg), "use_mlm": cfg.use_mlm, "seed": cfg.seed,
+                "train_frac": cfg.train_frac,
+            })  # fmt: skip
+        if bad_input and single:
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(2)
         raise
     print_results(results, run_dir)
     return results["best_val_accuracy"]
@@ -234,6 +248,8 @@ def prepare_overrides(argv: list[str], environ: dict[str, str]) -> list[str]:
         return argv
     multirun = args.multirun
     overrides = user_overrides(overrides, environ)
+    check_override_keys(overrides)
+    check_run_name(_value_of(overrides, "run_name"))  # before Hydra makes its folder
     spec = _value_of(overrides, "checkpoint") or "train"
     if spec != "train" and multirun:
         raise ConfigError(
