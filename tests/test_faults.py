@@ -6,15 +6,26 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
 import re
+import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 
 from tests.conftest import TINY, read_metrics, read_results, run_cli, tiny, train_in_process
 from tokentango import checkpoints, report, rundir
+from tokentango.cli import checkpoints as checkpoints_cli
+from tokentango.cli import evaluate as evaluate_cli
+from tokentango.cli import predict as predict_cli
+from tokentango.cli import report as report_cli
+from tokentango.cli import status as status_cli
+from tokentango.config import PROJECT_ROOT
+from tokentango.data import DataError, load_cache_dir
 from tokentango.loop import NonFiniteLoss, train
 from tokentango.status import job_states
 
@@ -156,3 +167,146 @@ def test_status_reads_half_written_runs_and_never_crashes(tmp_path: Path) -> Non
     assert states["1_only_hydra"] == states["2_torn_metrics"] == "unfinished"
     for name in ("3_results_list", "4_results_no_keys", "8_empty_results"):
         assert states[name] == "failed", name
+
+
+# --- nothing is ever unpickled --------------------------------------------------------
+
+
+class _Opens:
+    """Unpickled, this creates `marker` (it is `open(marker, "w")`): the proof that a reader
+    ran code from a file it read."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def _yaml_that_opens(marker: Path) -> str:
+    return f"seed: !!python/object/apply:builtins.open ['{marker}', 'w']\n"
+
+
+def _npy_that_opens(path: Path, marker: Path) -> None:
+    np.save(path, np.array([_Opens(marker)], dtype=object), allow_pickle=True)
+
+
+def test_the_planted_files_would_run_code_if_unpickled(tmp_path: Path) -> None:
+    """The control: each planted file really creates its marker when read unsafely, so
+    the tests below that see no marker show a refusal, not a harmless file."""
+    markers = [tmp_path / f"marker{i}" for i in range(4)]
+    pickle.loads(pickle.dumps(_Opens(markers[0])))
+    torch.save({"model": {}, "x": _Opens(markers[1])}, tmp_path / "a.pt")
+    torch.load(tmp_path / "a.pt", weights_only=False)
+    _npy_that_opens(tmp_path / "a.npy", markers[2])
+    np.load(tmp_path / "a.npy", allow_pickle=True)
+    yaml.unsafe_load(_yaml_that_opens(markers[3]))
+    assert all(marker.exists() for marker in markers)
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")  # torch on the bare pickle
+def test_no_checkpoint_reader_unpickles(
+    tmp_path: Path, trained_run: Path, data_dir: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """A checkpoint swapped for a pickle that runs code (its metadata sidecar kept, so the
+    readers get as far as the tensors), and an original-format `.pth` that is one: listing,
+    showing, evaluating, predicting and resuming all refuse it, and nothing runs."""
+    marker = tmp_path / "pwned"
+    run_dir = tmp_path / "runs" / trained_run.name
+    shutil.copytree(trained_run, run_dir)
+    ckpt_dir = run_dir / rundir.CHECKPOINT_DIR
+    swapped = checkpoints.latest_checkpoint(ckpt_dir)
+    torch.save({"format_version": 1, "model": {}, "x": _Opens(marker)}, swapped)
+    legacy = ckpt_dir / "original.pth"
+    legacy.write_bytes(pickle.dumps({"model_state_dict": _Opens(marker)}))
+
+    assert checkpoints_cli.main(["list", str(tmp_path)]) == 0  # metadata from JSON only
+    listed = capsys.readouterr().out
+    assert swapped.name in listed and legacy.name not in listed  # unreadable: skipped
+    assert checkpoints_cli.main(["show", str(legacy)]) == 2
+    for path in (swapped, legacy):
+        assert evaluate_cli.main(["--checkpoint", str(path), "--data-dir", str(data_dir)]) == 2
+        assert predict_cli.main(["--checkpoint", str(path), "--text", "some news"]) == 2
+    assert "cannot load checkpoint" in capsys.readouterr().err
+    code = train_in_process(f"checkpoint={swapped}", f"runtime.data_dir={data_dir}")
+    assert code != 0
+    failed = next(run_dir.glob("results.failed-*.json"))  # the finished results stay
+    assert "cannot load checkpoint" in json.loads(failed.read_text())["error"]
+    assert not marker.exists()
+
+
+def test_no_data_cache_file_is_unpickled(
+    tmp_path: Path, trained_run: Path, data_dir: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """A cached token array replaced by a pickle (an object array, or a bare pickle) is
+    refused with a clear error by everything that opens the cache, and nothing runs."""
+    marker = tmp_path / "pwned"
+    meta = checkpoints.read_metadata(checkpoints.latest_checkpoint(trained_run))
+    cache = data_dir / "cache" / meta["data_cache"]
+    plants = {"train_ids.npy": lambda p: _npy_that_opens(p, marker),
+              "val_labels.npy": lambda p: p.write_bytes(pickle.dumps(_Opens(marker)))}
+    for name, plant in plants.items():
+        copy = tmp_path / name / "cache" / cache.name
+        shutil.copytree(cache, copy)
+        plant(copy / name)
+        with pytest.raises(DataError, match=f"unusable cache file .*{name}"):
+            load_cache_dir(copy)
+        best = checkpoints.best_checkpoint(trained_run)  # evaluate reads the cache it names
+        args = ["--checkpoint", str(best), "--data-dir", str(tmp_path / name)]
+        assert evaluate_cli.main(args) == 2
+        assert "unusable cache file" in capsys.readouterr().err
+    assert not marker.exists()
+
+
+def test_no_run_folder_study_or_submitit_file_is_unpickled(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Pickles and YAML with Python tags planted in every file of a run folder, and in the
+    sweep's own files (jobs.json, the Optuna study's optuna.db, submitit's job pickles):
+    the report and status read them as data or not at all; nothing runs."""
+    from tests.test_report import make_run
+
+    marker = tmp_path / "pwned"
+    evil = pickle.dumps(_Opens(marker))
+    sweep = tmp_path / "sweep"
+    make_run(sweep, "0_good", seed=1)
+    planted = make_run(sweep, "1_planted", seed=2)
+    for name in (rundir.RESULTS_FILE, rundir.METRICS_FILE, rundir.TRACKING_FILE):
+        (planted / name).write_bytes(evil)
+    for name in (rundir.CONFIG_FILE, rundir.OVERRIDES_FILE, rundir.HYDRA_FILE):
+        (planted / name).write_text(_yaml_that_opens(marker))
+    tags = make_run(sweep, "2_yaml_in_hydra_files", seed=3)  # a readable config: grouped
+    for name in (rundir.OVERRIDES_FILE, rundir.HYDRA_FILE):
+        (tags / name).write_text(_yaml_that_opens(marker))
+    (planted / rundir.CHECKPOINT_DIR).mkdir()
+    (planted / rundir.CHECKPOINT_DIR / "ckpt_x.json").write_bytes(evil)
+    torch.save({"model": {}, "x": _Opens(marker)}, planted / rundir.CHECKPOINT_DIR / "ckpt_x.pt")
+    (sweep / "jobs.json").write_bytes(evil)
+    (sweep / "optuna.db").write_bytes(evil)
+    (sweep / ".submitit" / "7").mkdir(parents=True)
+    for name in ("7_submitted.pkl", "7_0_result.pkl"):
+        (sweep / ".submitit" / "7" / name).write_bytes(evil)
+
+    assert report_cli.main([str(sweep)]) == 0
+    runs = {run.name: run for run in report.find_runs([sweep])}
+    assert runs["sweep/1_planted"].status == "failed"
+    assert "unreadable .hydra/config.yaml" in runs["sweep/1_planted"].error
+    assert runs["sweep/2_yaml_in_hydra_files"].status == "completed"
+    assert status_cli.main([str(sweep)]) == 0
+    assert checkpoints_cli.main(["list", str(sweep)]) == 0
+    assert checkpoints_cli.main(["show", str(planted / rundir.CHECKPOINT_DIR / "ckpt_x.pt")]) == 2
+    capsys.readouterr()
+    assert not marker.exists()
+
+
+def test_no_reader_in_the_source_can_unpickle() -> None:
+    """Every load call in the package is one that refuses pickles; a new reader must be too."""
+    unsafe = re.compile(r"pickle\.loads?\(|allow_pickle=True|yaml\.(unsafe_)?load\(|"
+                        r"yaml\.(Unsafe|Full)?Loader\b|joblib\.load|dill|cloudpickle")  # fmt: skip
+    guarded = {"torch.load(": "weights_only=True", "np.load(": "allow_pickle=False"}
+    for path in (PROJECT_ROOT / "src").rglob("*.py"):
+        for line in path.read_text().splitlines():
+            assert not unsafe.search(line), f"{path}: {line.strip()}"
+            for call, guard in guarded.items():
+                if call in line:
+                    assert guard in line, f"{path}: {line.strip()}"
