@@ -174,9 +174,12 @@ def read_metadata(path: str | Path, require_resumable: bool = False) -> dict[str
     sidecar = path.with_suffix(".json")
     if path.suffix == SUFFIX and sidecar.is_file() and path.is_file():
         try:
-            meta = _in_todays_layout(json.loads(sidecar.read_text()))
-        except json.JSONDecodeError as err:
+            meta = json.loads(sidecar.read_text())
+        except (OSError, ValueError) as err:  # not JSON, not text (a planted pickle), gone
             raise CheckpointError(f"unreadable metadata {sidecar}: {err}") from err
+        if not isinstance(meta, dict):
+            raise CheckpointError(f"unreadable metadata {sidecar}: not a JSON object")
+        meta = _in_todays_layout(meta)
     else:
         payload = read_payload(path)
         meta = (

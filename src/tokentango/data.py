@@ -491,6 +491,16 @@ def describe(stats: dict) -> str:
     ])  # fmt: skip
 
 
+def _cached_array(path: Path) -> np.ndarray:
+    """One cached array, memory-mapped and never unpickled: a file holding Python objects
+    (a pickle) is refused before anything in it runs."""
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except ValueError as err:
+        raise DataError(f"unusable cache file {path}: {err}; delete {path.parent} to rebuild "
+                        "it") from err  # fmt: skip
+
+
 def load_cache_dir(cache_dir: Path, from_cache: bool = True) -> Dataset:
     """A built cache folder as a Dataset (no CSV needed). The arrays are memory-mapped,
     read-only: opening is instant whatever their size, and the jobs of a sweep share one
@@ -501,7 +511,7 @@ def load_cache_dir(cache_dir: Path, from_cache: bool = True) -> Dataset:
     if stats.get("cache_version", 1) < 2:  # no domains; its `rows` counted other rows
         parts = parts[:3]
     splits = {
-        name: Split(*(np.load(cache_dir / f"{name}_{part}.npy", mmap_mode="r") for part in parts))
+        name: Split(*(_cached_array(cache_dir / f"{name}_{part}.npy") for part in parts))
         for name in SPLITS
     }
     domains = cache_dir / "domains.json"

@@ -204,13 +204,59 @@ def schedule_lr(training: Training) -> float:
     return lr
 
 
+class NonFiniteLoss(FloatingPointError):
+    """Training diverged: a loss (or, at a checkpoint, a weight) is NaN or infinite. Raised
+    before anything of the broken state is written, so the run's newest checkpoint is its
+    last good one; the run fails (results.json names the step) and a sweep goes on."""
+
+
+def _lr(training: Training) -> str:
+    """The learning rate of the step, and the configured one when a schedule scaled it."""
+    lr, configured = training.optimizer.param_groups[0]["lr"], training.cfg.optimizer.lr
+    return f"{lr:g}" if lr == configured else f"{lr:g} (optimizer.lr={configured:g})"
+
+
+def check_finite_losses(training: Training, cls_loss: float, mlm_loss: float | None) -> None:
+    """NonFiniteLoss naming the step, the losses and the learning rate unless both are finite."""
+    if math.isfinite(cls_loss) and (mlm_loss is None or math.isfinite(mlm_loss)):
+        return
+    step = training.state.step + 1
+    mlm = "" if mlm_loss is None else f", mlm_loss {mlm_loss}"
+    raise NonFiniteLoss(
+        f"loss is not finite at step {step} (cls_loss {cls_loss}{mlm}) with learning rate "
+        f"{_lr(training)}; {_last_good(training)}"
+    )
+
+
+def check_finite_weights(training: Training) -> None:
+    """NonFiniteLoss unless every weight is finite: checked before a checkpoint is written
+    (once per evaluation), since a finite loss can still end in an update to NaN."""
+    with torch.no_grad():
+        bad = [n for n, p in training.model.named_parameters() if not torch.isfinite(p).all()]
+    if bad:
+        raise NonFiniteLoss(
+            f"weights are not finite after step {training.state.step} ({', '.join(bad[:3])}) "
+            f"with learning rate {_lr(training)}; {_last_good(training)}"
+        )
+
+
+def _last_good(training: Training) -> str:
+    if training.checkpointed_step > 0:
+        return f"the last good checkpoint is at step {training.checkpointed_step}"
+    return "no checkpoint was written"
+
+
 def advance(training: Training, losses: Losses, n_samples: int, seconds: float) -> None:
-    """Count a finished step: losses, samples, time and the position in the data order."""
+    """Count a finished step: losses, samples, time and the position in the data order.
+    A NaN or infinite loss ends the run here (NonFiniteLoss), before it is counted."""
     state = training.state
+    cls_loss = losses.cls.item()
+    mlm_loss = losses.mlm.item() if losses.mlm is not None else None
+    check_finite_losses(training, cls_loss, mlm_loss)
     state.step_seconds += seconds
-    state.cls_losses.append(losses.cls.item())
-    if losses.mlm is not None:
-        state.mlm_losses.append(losses.mlm.item())
+    state.cls_losses.append(cls_loss)
+    if mlm_loss is not None:
+        state.mlm_losses.append(mlm_loss)
     state.step += 1
     state.samples += n_samples
     state.batch_in_epoch += 1
@@ -291,8 +337,10 @@ def save_interrupted(training: Training, signum: int) -> None:
 
 def evaluate_and_checkpoint(training: Training, loop_started: float) -> dict[str, Any]:
     """Validation figures appended to metrics.jsonl, a checkpoint, early-stopping
-    bookkeeping; returns the metrics record."""
+    bookkeeping; returns the metrics record. Weights that are no longer finite end the run
+    (NonFiniteLoss) before any of that is written."""
     cfg, state = training.cfg, training.state
+    check_finite_weights(training)  # before anything of a broken state is written
     val = evaluate_split(training.model, training.data.splits["val"],
                          cfg.runtime.eval_batch_size, training.device,
                          cfg.runtime.precision)  # fmt: skip

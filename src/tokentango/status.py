@@ -41,7 +41,10 @@ def read_jobs(sweep_dir: Path) -> list[dict[str, Any]]:
         jobs = json.loads((Path(sweep_dir) / JOBS_FILE).read_text())
     except (OSError, ValueError):
         return []
-    return [j for j in jobs if isinstance(j, dict) and "num" in j] if isinstance(jobs, list) else []
+    if not isinstance(jobs, list):
+        return []
+    return [j for j in jobs if isinstance(j, dict) and isinstance(j.get("num"), int)
+            and not isinstance(j["num"], bool) and j.get("job_id") is not None]  # fmt: skip
 
 
 def squeue(job_ids: list[str]) -> dict[str, tuple[str, str]] | None:
@@ -83,20 +86,29 @@ def _run_folders(sweep_dir: Path) -> dict[int, Path]:
     return folders
 
 
+def _number(value: Any) -> int | float | None:
+    """A number read from a run folder, or None: a file of another version or a torn one
+    may hold anything there."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+        return None
+    return value
+
+
 def _from_folder(folder: Path | None) -> dict[str, Any]:
     """What a run folder says: its state when it has results, its progress anyway."""
     if folder is None:
         return {"state": None, "step": None}
     metrics = rundir.read_metrics(folder)
-    row: dict[str, Any] = {"state": None, "step": metrics[-1]["step"] if metrics else None,
-                           "run_folder": folder.name}  # fmt: skip
+    row: dict[str, Any] = {"state": None, "step": _number(metrics[-1]["step"]) if metrics
+                           else None, "run_folder": folder.name}  # fmt: skip
     results = rundir.read_results(folder)
     status = (results or {}).get("status")
+    steps = _number((results or {}).get("steps"))
     if status in rundir.FINISHED:
-        row.update(state=DONE, step=results.get("steps"), note=status,
-                   test_accuracy=results.get("test_accuracy"))  # fmt: skip
+        row.update(state=DONE, step=steps, note=status,
+                   test_accuracy=_number(results.get("test_accuracy")))  # fmt: skip
     elif status == rundir.INTERRUPTED:
-        row.update(state=rundir.INTERRUPTED, step=max(row["step"] or 0, results.get("steps") or 0),
+        row.update(state=rundir.INTERRUPTED, step=max(row["step"] or 0, steps or 0),
                    note=f"{results.get('signal')} at step {results.get('steps')}")  # fmt: skip
     elif status == rundir.FAILED or (folder / rundir.RESULTS_FILE).exists():
         error = str((results or {}).get("error") or "unreadable results.json").split("\n")[0]

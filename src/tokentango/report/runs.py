@@ -128,10 +128,25 @@ def read_run(path: Path, name: str | None = None) -> Run:
         if status not in rundir.FINISHED:
             error = error or str(results.get("error") or f"status {status!r}")
             status = rundir.FAILED
+        elif (shape := unusable_results(results)) is not None:
+            status, error = rundir.FAILED, error or shape
     if status in rundir.FINISHED and error:  # a config we cannot read cannot be grouped
         status = rundir.FAILED
     return Run(path=path, name=name or path.name, config=config, overrides=overrides,
                results=results, metrics=metrics, status=status, error=error)  # fmt: skip
+
+
+def unusable_results(results: dict[str, Any]) -> str | None:
+    """Why a finished run's results.json cannot be summarized (written by another version,
+    or by hand), or None: its `test_accuracy` must be a fraction."""
+    accuracy = results.get("test_accuracy")
+    if isinstance(accuracy, int | float) and not isinstance(accuracy, bool) \
+            and 0.0 <= accuracy <= 1.0:  # fmt: skip
+        return None
+    version = results.get("format_version")
+    of = f"{rundir.RESULTS_FILE} of another version (format_version {version!r})" \
+        if version is not None else f"{rundir.RESULTS_FILE} of another shape"  # fmt: skip
+    return f"{of}: test_accuracy {accuracy!r} is not a fraction"
 
 
 def find_runs(dirs: Sequence[str | Path]) -> list[Run]:
