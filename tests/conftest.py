@@ -12,6 +12,9 @@ import pytest
 from tokentango import rundir
 from tokentango.config import PROJECT_ROOT, compose_config
 
+# The reliability table's recorder (tests/reliability.py) and pytester, which tests it.
+pytest_plugins = ["pytester", "tests.reliability"]
+
 SHARED_SAMPLE = PROJECT_ROOT.parent / "shared" / "data" / "news_sample.csv"
 
 # A model and budget small enough that a real run takes seconds on 2 CPU cores.

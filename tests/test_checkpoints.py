@@ -158,37 +158,63 @@ class _RunsCode:
         return (subprocess.call, (["touch", str(_RunsCode.marker)],))
 
 
-def test_a_pickle_that_would_run_code_is_refused_unrun(tmp_path: Path) -> None:
+def test_a_pickle_that_would_run_code_is_refused_unrun(tmp_path: Path, reliability) -> None:
     _RunsCode.marker = tmp_path / "pwned"
     evil = tmp_path / "ckpt_evil.pt"
     torch.save({"model": {}, "x": _RunsCode()}, evil)
     evil.with_suffix(".pth").write_bytes(pickle.dumps({"model_state_dict": _RunsCode()}))
+    errors = []
     for path in (evil, evil.with_suffix(".pth")):
-        with pytest.raises(CheckpointError, match="cannot load"):
+        with pytest.raises(CheckpointError, match="cannot load") as raised:
             checkpoints.read_payload(path)
+        errors.append(str(raised.value).splitlines()[0])
     assert list_checkpoints(tmp_path) == []
     assert not _RunsCode.marker.exists()
+    for path, error in zip((evil, evil.with_suffix(".pth")), errors, strict=True):
+        reliability.record(section="security",
+                           fault=f"a checkpoint ({path.suffix}) that is a pickle running a "
+                           "command",
+                           happened=f"CheckpointError: {error}; not listed",
+                           kept="the command never ran (no marker file)")  # fmt: skip
 
 
-def test_truncated_corrupt_and_missing_files_are_clear_errors(tmp_path: Path) -> None:
+def test_truncated_corrupt_and_missing_files_are_clear_errors(tmp_path: Path,
+                                                               reliability) -> None:  # fmt: skip
     good = save_checkpoint(tmp_path, tiny_model(), None, {"step": 1, "val_accuracy": 0.5})
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes(good.read_bytes()[:200])
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(b"not a checkpoint at all")
+    seen, model = {}, tiny_model()
+    before = [p.detach().clone() for p in model.parameters()]
     for path in (truncated, corrupt):
-        with pytest.raises(CheckpointError, match=re.escape(path.name)):
-            load_checkpoint(tiny_model(), path)
-    with pytest.raises(CheckpointError, match="not found"):
-        load_checkpoint(tiny_model(), tmp_path / "missing.pt")
+        with pytest.raises(CheckpointError, match=re.escape(path.name)) as raised:
+            load_checkpoint(model, path)
+        seen[path.name] = raised.value
+    with pytest.raises(CheckpointError, match="not found") as raised:
+        load_checkpoint(model, tmp_path / "missing.pt")
+    seen["missing.pt"] = raised.value
+    untouched = all(map(torch.equal, before, model.parameters()))
+    what = {"truncated.pt": "a checkpoint cut after 200 bytes",
+            "corrupt.pt": "a checkpoint file of other bytes", "missing.pt": "a missing checkpoint"}
+    for name, error in seen.items():
+        reliability.record(fault=f"loading {what[name]}",
+                           happened=f"CheckpointError: {str(error).splitlines()[0]}",
+                           kept=f"the model's weights unchanged: {untouched}")  # fmt: skip
 
 
-def test_another_model_size_names_the_setting(tmp_path: Path) -> None:
+def test_another_model_size_names_the_setting(tmp_path: Path, reliability) -> None:
     cfg = {"model": {"d_model": 16, "n_heads": 2, "n_layers": 1, "d_ff": 32, "max_length": 48}}
     path = save_checkpoint(tmp_path, tiny_model(16), None,
                            {"step": 1, "val_accuracy": 0.5, "config": cfg})  # fmt: skip
-    with pytest.raises(CheckpointError, match=r"model\.d_model: 16 there, 32 here"):
-        load_checkpoint(tiny_model(32), path)
+    model = tiny_model(32)
+    before = [p.detach().clone() for p in model.parameters()]
+    with pytest.raises(CheckpointError, match=r"model\.d_model: 16 there, 32 here") as raised:
+        load_checkpoint(model, path)
+    untouched = all(map(torch.equal, before, model.parameters()))
+    reliability.record(fault="loading a checkpoint of another model size (d_model 16 into 32)",
+                       happened=f"CheckpointError: {raised.value}",
+                       kept=f"the model's weights unchanged: {untouched}")
 
 
 def test_nothing_loads_a_checkpoint_unsafely() -> None:

@@ -57,7 +57,7 @@ def _finite_weights(path: Path) -> bool:
     ([*DIVERGES, "trainer.eval_every=4"], "loss is not finite at step 3"),
 ], ids=["weights-before-a-checkpoint", "loss-between-checkpoints", "loss-before-any"])  # fmt: skip
 def test_a_diverging_run_stops_at_that_step_before_writing_its_broken_state(
-    tmp_path: Path, data_dir: Path, overrides: list[str], first_bad: str
+    tmp_path: Path, data_dir: Path, overrides: list[str], first_bad: str, reliability
 ) -> None:
     """The error names the step, the loss and the learning rate, so a user sees at once
     what to lower; nothing of the broken state reaches metrics.jsonl or a checkpoint, and
@@ -79,10 +79,16 @@ def test_a_diverging_run_stops_at_that_step_before_writing_its_broken_state(
     else:
         assert "no checkpoint was written" in message
     assert rundir.read_results(tmp_path) is None  # run.main records the failure
+    settings = " ".join(["optimizer.lr=1e6", *overrides[len(DIVERGES):]])
+    reliability.record(fault=f"a diverging run ({settings}): {first_bad}",
+                       happened=f"{type(raised.value).__name__}: {message}",
+                       kept=f"checkpoints of steps {saved} (finite weights), metrics.jsonl "
+                       f"lines of steps {evaluated} (finite losses), nothing of the broken "
+                       "state")  # fmt: skip
 
 
 def test_a_diverging_job_fails_with_its_step_named_and_the_sweep_goes_on(
-    tmp_path: Path, data_dir: Path
+    tmp_path: Path, data_dir: Path, reliability
 ) -> None:
     sweep = tmp_path / "sweep"
     code = train_in_process("--multirun", "optimizer.lr=1e6,2e-3", "use_mlm=false", *TINY,
@@ -97,6 +103,12 @@ def test_a_diverging_job_fails_with_its_step_named_and_the_sweep_goes_on(
     assert _checkpoint_steps(jobs["failed"]) == [1]
     assert _finite_weights(checkpoints.latest_checkpoint(jobs["failed"]))
     assert read_results(jobs["completed"])["steps"] == 12
+    reliability.record(fault="a sweep with one diverging job (optimizer.lr=1e6,2e-3)",
+                       happened=f"sweep exit {code}; that job's results.json: status failed, "
+                       f"error {failed['error']}",
+                       kept=f"that job's checkpoint of step {_checkpoint_steps(jobs['failed'])}"
+                       " (finite weights); the other job completed its "
+                       f"{read_results(jobs['completed'])['steps']} steps")  # fmt: skip
 
 
 # --- half-written run folders ---------------------------------------------------------
@@ -140,7 +152,8 @@ def half_written_sweep(root: Path) -> Path:
     return root
 
 
-def test_the_report_lists_half_written_runs_and_never_crashes(tmp_path: Path) -> None:
+def test_the_report_lists_half_written_runs_and_never_crashes(tmp_path: Path,
+                                                               reliability) -> None:  # fmt: skip
     sweep = half_written_sweep(tmp_path / "sweep")
     proc = run_cli("tokentango.report", str(sweep))
     runs = {run.name: run for run in report.find_runs([sweep])}
@@ -152,9 +165,16 @@ def test_the_report_lists_half_written_runs_and_never_crashes(tmp_path: Path) ->
         assert name in proc.stdout.split("## Failed and unfinished runs")[1], why
     table = pd.read_csv(sweep / "report.csv")
     assert set(table["run"].dropna()) >= {f"sweep/{name}" for name in HALF_WRITTEN}
+    for name, (why, _, _) in HALF_WRITTEN.items():
+        run = runs[f"sweep/{name}"]
+        reliability.record(fault=f"report on a run folder: {why}",
+                           happened=f"report exit {proc.returncode}; the run listed "
+                           f"{run.status}: {run.error}",
+                           kept=f"the good run reported ({runs['sweep/0_good'].status}); "
+                           "report.csv lists this one")  # fmt: skip
 
 
-def test_status_reads_half_written_runs_and_never_crashes(tmp_path: Path) -> None:
+def test_status_reads_half_written_runs_and_never_crashes(tmp_path: Path, reliability) -> None:
     sweep = half_written_sweep(tmp_path / "sweep")
     jobs = [{"num": 0}, {"num": [1], "job_id": "7"}, {"num": "2", "job_id": "8"}, "9"]
     (sweep / "jobs.json").write_text(json.dumps(jobs))  # entries of another shape: not used
@@ -167,6 +187,12 @@ def test_status_reads_half_written_runs_and_never_crashes(tmp_path: Path) -> Non
     assert states["1_only_hydra"] == states["2_torn_metrics"] == "unfinished"
     for name in ("3_results_list", "4_results_no_keys", "8_empty_results"):
         assert states[name] == "failed", name
+    for name, (why, _, _) in HALF_WRITTEN.items():
+        reliability.record(fault=f"status on a run folder: {why}",
+                           happened=f"status exit {proc.returncode} (text and --json); "
+                           f"job state {states[name]}",
+                           kept="every job listed; jobs.json entries of another shape "
+                           "ignored")  # fmt: skip
 
 
 # --- nothing is ever unpickled --------------------------------------------------------
@@ -206,7 +232,8 @@ def test_the_planted_files_would_run_code_if_unpickled(tmp_path: Path) -> None:
 
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol")  # torch on the bare pickle
 def test_no_checkpoint_reader_unpickles(
-    tmp_path: Path, trained_run: Path, data_dir: Path, capsys: pytest.CaptureFixture
+    tmp_path: Path, trained_run: Path, data_dir: Path, capsys: pytest.CaptureFixture,
+    reliability,
 ) -> None:
     """A checkpoint swapped for a pickle that runs code (its metadata sidecar kept, so the
     readers get as far as the tensors), and an original-format `.pth` that is one: listing,
@@ -227,16 +254,27 @@ def test_no_checkpoint_reader_unpickles(
     for path in (swapped, legacy):
         assert evaluate_cli.main(["--checkpoint", str(path), "--data-dir", str(data_dir)]) == 2
         assert predict_cli.main(["--checkpoint", str(path), "--text", "some news"]) == 2
-    assert "cannot load checkpoint" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "cannot load checkpoint" in err
     code = train_in_process(f"checkpoint={swapped}", f"runtime.data_dir={data_dir}")
     assert code != 0
     failed = next(run_dir.glob("results.failed-*.json"))  # the finished results stay
-    assert "cannot load checkpoint" in json.loads(failed.read_text())["error"]
+    error = json.loads(failed.read_text())["error"]
+    assert "cannot load checkpoint" in error
     assert not marker.exists()
+    reliability.record(section="security",
+                       fault="a checkpoint swapped for a pickle that runs code (and an "
+                       "original-format .pth that is one)",
+                       happened="checkpoints list exit 0, the .pth skipped; show, evaluate and "
+                       f"predict exit 2: {err.splitlines()[0]}; resuming exits {code}, "
+                       f"{failed.name}: {error}",
+                       kept="the finished run's results.json; the code never ran (no "
+                       "marker file)")  # fmt: skip
 
 
 def test_no_data_cache_file_is_unpickled(
-    tmp_path: Path, trained_run: Path, data_dir: Path, capsys: pytest.CaptureFixture
+    tmp_path: Path, trained_run: Path, data_dir: Path, capsys: pytest.CaptureFixture,
+    reliability,
 ) -> None:
     """A cached token array replaced by a pickle (an object array, or a bare pickle) is
     refused with a clear error by everything that opens the cache, and nothing runs."""
@@ -245,21 +283,30 @@ def test_no_data_cache_file_is_unpickled(
     cache = data_dir / "cache" / meta["data_cache"]
     plants = {"train_ids.npy": lambda p: _npy_that_opens(p, marker),
               "val_labels.npy": lambda p: p.write_bytes(pickle.dumps(_Opens(marker)))}
+    planted = []
     for name, plant in plants.items():
         copy = tmp_path / name / "cache" / cache.name
         shutil.copytree(cache, copy)
         plant(copy / name)
-        with pytest.raises(DataError, match=f"unusable cache file .*{name}"):
+        with pytest.raises(DataError, match=f"unusable cache file .*{name}") as raised:
             load_cache_dir(copy)
         best = checkpoints.best_checkpoint(trained_run)  # evaluate reads the cache it names
         args = ["--checkpoint", str(best), "--data-dir", str(tmp_path / name)]
         assert evaluate_cli.main(args) == 2
-        assert "unusable cache file" in capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert "unusable cache file" in err
+        planted.append((name, raised.value, err))
     assert not marker.exists()
+    for name, error, err in planted:
+        reliability.record(section="security",
+                           fault=f"the data cache's {name} replaced by a pickle that runs code",
+                           happened=f"loading the cache: DataError: {error}; evaluate exit 2: "
+                           f"{err}",
+                           kept="the code never ran (no marker file)")  # fmt: skip
 
 
 def test_no_run_folder_study_or_submitit_file_is_unpickled(
-    tmp_path: Path, capsys: pytest.CaptureFixture
+    tmp_path: Path, capsys: pytest.CaptureFixture, reliability
 ) -> None:
     """Pickles and YAML with Python tags planted in every file of a run folder, and in the
     sweep's own files (jobs.json, the Optuna study's optuna.db, submitit's job pickles):
@@ -297,6 +344,15 @@ def test_no_run_folder_study_or_submitit_file_is_unpickled(
     assert checkpoints_cli.main(["show", str(planted / rundir.CHECKPOINT_DIR / "ckpt_x.pt")]) == 2
     capsys.readouterr()
     assert not marker.exists()
+    reliability.record(section="security",
+                       fault="pickles and !!python YAML tags in every file of a run folder, "
+                       "jobs.json, optuna.db and .submitit/*.pkl",
+                       happened="report, status and checkpoints list exit 0, checkpoints show "
+                       "exit 2; the planted run listed "
+                       f"{runs['sweep/1_planted'].status}: {runs['sweep/1_planted'].error}",
+                       kept="the good runs reported (one whose only tags are in overrides.yaml "
+                       f"and hydra.yaml: {runs['sweep/2_yaml_in_hydra_files'].status}); the "
+                       "code never ran (no marker file)")  # fmt: skip
 
 
 def test_no_reader_in_the_source_can_unpickle() -> None:

@@ -44,7 +44,8 @@ def straight(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> tuple[
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGUSR1])
 def test_a_stop_signal_checkpoints_the_step_and_the_resumed_run_ends_as_if_never_stopped(
-    tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch, straight, signum: int
+    tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch, straight, signum: int,
+    reliability,
 ) -> None:
     signal_at_step(monkeypatch, signum, 7)
     with pytest.raises(RunInterrupted) as stopped:
@@ -67,10 +68,19 @@ def test_a_stop_signal_checkpoints_the_step_and_the_resumed_run_ends_as_if_never
         assert resumed[key] == expected[key], key
     history = loss_history(checkpoints.list_checkpoints(tmp_path / "checkpoints"))
     assert [row["step"] for row in history] == sorted({row["step"] for row in history})
+    name = signal.Signals(signum).name
+    reliability.record(fault=f"{name} during training step 7",
+                       happened=f"exit code {stopped.value.exit_code}; results.json status "
+                       f"{interrupted['status']}, steps {interrupted['steps']}, signal "
+                       f"{interrupted['signal']}, checkpoint "
+                       f"{Path(interrupted['checkpoint']).name}",
+                       kept="a checkpoint of step 7 (no extra evaluation); the resumed run's "
+                       "metrics.jsonl and test figures equal an uninterrupted run's "
+                       f"(test_accuracy {resumed['test_accuracy']})")  # fmt: skip
 
 
 def test_a_signal_during_the_final_evaluation_stops_at_once_and_resumes_to_the_same_figures(
-    tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch, straight
+    tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch, straight, reliability
 ) -> None:
     real_final = loop.final_results
 
@@ -89,10 +99,16 @@ def test_a_signal_during_the_final_evaluation_stops_at_once_and_resumes_to_the_s
     resumed = train(tiny(data_dir, *BUDGET), tmp_path, "r",
                     resume_from=checkpoints.latest_checkpoint(tmp_path / "checkpoints"))
     assert resumed["test_accuracy"] == straight[1]["test_accuracy"]
+    reliability.record(fault="SIGTERM during the final test evaluation",
+                       happened=f"stopped at once; results.json status {interrupted['status']}, "
+                       f"steps {interrupted['steps']}, checkpoint "
+                       f"{Path(interrupted['checkpoint']).name}",
+                       kept="the last evaluation's checkpoint; resumed, the same test_accuracy "
+                       f"({resumed['test_accuracy']})")  # fmt: skip
 
 
 def test_a_signal_while_the_run_sets_up_stops_it_at_once_and_says_so(
-    tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch, reliability
 ) -> None:
     real_set_up = loop.set_up
 
@@ -106,10 +122,15 @@ def test_a_signal_while_the_run_sets_up_stops_it_at_once_and_says_so(
     stopped = read_results(tmp_path)
     assert stopped["status"] == rundir.INTERRUPTED and stopped["steps"] == 0
     assert stopped["checkpoint"] is None and not (tmp_path / "checkpoints").exists()
+    reliability.record(fault="SIGTERM while the run sets up (the data loads)",
+                       happened=f"stopped at once; results.json status {stopped['status']}, "
+                       f"steps {stopped['steps']}, checkpoint {stopped['checkpoint']}",
+                       kept="no checkpoint folder: nothing to keep, a resume redoes the "
+                       "set-up")  # fmt: skip
 
 
 def test_the_signal_goes_on_to_a_handler_installed_before_once_the_checkpoint_is_saved(
-    tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch, reliability
 ) -> None:
     """submitit installs a SIGUSR2 handler that requeues the job and exits; it must run
     after the run has saved its checkpoint and said `interrupted`."""
@@ -131,20 +152,29 @@ def test_the_signal_goes_on_to_a_handler_installed_before_once_the_checkpoint_is
     ((signum, status, saved),) = seen
     assert signum == signal.SIGUSR2 and status == rundir.INTERRUPTED
     assert saved[-1].endswith("_step0000006_interrupted.pt")
+    reliability.record(fault="SIGUSR2 (SLURM) with submitit's requeue handler installed",
+                       happened=f"that handler ran after the run had stopped: results.json "
+                       f"status {status}, newest checkpoint {saved[-1]}",
+                       kept="the checkpoint of step 6; the handler put back")  # fmt: skip
 
 
-def test_a_second_signal_stops_at_once() -> None:
+def test_a_second_signal_stops_at_once(reliability) -> None:
     with pytest.raises(KeyboardInterrupt), StopRequests() as stops, stops.deferred():
         os.kill(os.getpid(), signal.SIGINT)
         assert stops.signum == signal.SIGINT  # noted, the step goes on
+        first = signal.Signals(stops.signum).name
         os.kill(os.getpid(), signal.SIGINT)
         time.sleep(1)
         pytest.fail("the second signal did not stop at once")
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    reliability.record(fault="a second Ctrl-C during a step",
+                       happened=f"the first noted ({first}), the "
+                       "second raised KeyboardInterrupt at once",
+                       kept="Python's SIGINT handler put back")  # fmt: skip
 
 
 def test_sigterm_to_a_real_run_exits_143_and_checkpoint_resumes_it(
-    tmp_path: Path, data_dir: Path
+    tmp_path: Path, data_dir: Path, reliability
 ) -> None:
     args = [*TINY, "trainer.max_steps=400", "trainer.eval_every=10",
             "trainer.early_stopping=null", f"runtime.data_dir={data_dir}",
@@ -168,3 +198,9 @@ def test_sigterm_to_a_real_run_exits_143_and_checkpoint_resumes_it(
     assert done["status"] == rundir.COMPLETED and done["steps"] == total
     steps = [m["step"] for m in rundir.read_metrics(run_dir)]
     assert steps == sorted({*range(10, total + 1, 10), total})
+    reliability.record(fault="SIGTERM (`kill`) to a real training process",
+                       happened=f"exit {proc.returncode}; results.json status "
+                       f"{stopped['status']} at step {stopped['steps']} of {total}; stderr "
+                       "names checkpoint=<run folder>",
+                       kept=f"rerun with checkpoint=<run folder>: status {done['status']}, "
+                       f"{done['steps']} steps, every evaluation once")  # fmt: skip

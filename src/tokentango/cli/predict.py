@@ -32,22 +32,56 @@ def build_parser() -> Parser:
 
 
 def read_texts(args) -> list[str]:
-    """The texts of whichever of --text, --file, --csv was given."""
-    import pandas as pd
-
+    """The texts of whichever of --text, --file, --csv was given. An empty text or a file
+    that is no text is refused: the model would print a confident label for nothing (the
+    [CLS] token alone) or for replacement characters."""
     if args.text is not None:
+        for text in args.text:
+            if not text.strip():
+                raise ConfigError(f"invalid argument --text {text!r}: empty text, nothing to "
+                                  "classify")  # fmt: skip
         return list(args.text)
     path = args.file or args.csv
     flag = "--file" if args.file else "--csv"
+    if path.is_dir():
+        raise ConfigError(f"invalid argument {flag} {str(path)!r}: a folder, not a file")
     if not path.is_file():
         raise ConfigError(f"invalid argument {flag} {str(path)!r}: no such file")
+    with path.open("rb") as f:
+        refuse_binary(flag, path, f.read(BINARY_PROBE))
     if args.file:
-        return [path.read_text(encoding="utf-8", errors="replace")]
+        return [read_text_file(path)]
+    import pandas as pd
+
     try:
         frame = pd.read_csv(path, usecols=[args.column], dtype=str, nrows=args.limit)
     except ValueError as err:
         raise ConfigError(f"cannot read column {args.column!r} of {path}: {err}") from err
+    if frame.empty:
+        raise ConfigError(f"{flag} {path} has no rows: nothing to classify")
     return frame[args.column].fillna("").tolist()
+
+
+BINARY_PROBE = 8192  # bytes read to tell a binary file (a NUL byte) from text
+
+
+def refuse_binary(flag: str, path: Path, head: bytes) -> None:
+    """A NUL byte is what text never holds and nearly every binary format does."""
+    nul = head.find(b"\0")
+    if nul >= 0:
+        raise ConfigError(f"{flag} {path} is a binary file, not text (a NUL byte at offset "
+                          f"{nul})")  # fmt: skip
+
+
+def read_text_file(path: Path) -> str:
+    """The one text of --file: UTF-8 (a byte-order mark is dropped), not blank."""
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"--file {path} is not UTF-8 text: {err}") from err
+    if not text.strip():
+        raise ConfigError(f"--file {path} is empty: nothing to classify")
+    return text
 
 
 def main(argv: Sequence[str] | None = None) -> int:
