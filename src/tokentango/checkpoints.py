@@ -8,6 +8,7 @@ Each checkpoint is two files: `<name>.pt` (tensors and plain values, read with
 from __future__ import annotations
 
 import json
+import pickle
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -74,9 +75,15 @@ def read_payload(path: str | Path, map_location: str | torch.device = "cpu") -> 
         # weights_only: tensors and plain values only; a pickle that would run code is refused.
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # truncated, corrupt, or a pickle that wants to run code
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        if isinstance(err, pickle.UnpicklingError):
+            # torch's message goes on to advise weights_only=False: never, for a file that
+            # holds more than tensors and plain values.
+            why = ("not tensors and plain values only: corrupt, or a pickle that would run "
+                   "code (refused, never run)")
+        else:
+            why = str(err).strip().splitlines()[0] if str(err).strip() else ""
         raise CheckpointError(
-            f"cannot load checkpoint {path}: {type(err).__name__}: {first_line}"
+            f"cannot load checkpoint {path}: {type(err).__name__}: {why}"
         ) from err
     if not isinstance(payload, dict) or not ({"model", "model_state_dict"} & payload.keys()):
         raise CheckpointError(f"{path} is not a tokentango checkpoint (no model weights in it)")
