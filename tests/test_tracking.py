@@ -245,6 +245,12 @@ def test_a_resumed_run_continues_its_mlflow_run_and_may_turn_tracking_on_or_off(
     assert steps_of(client, run_id, "val/accuracy") == [4, 8, 12]
 
 
+def mlflow_run_config(data_dir: Path, experiments_dir: Path, experiment: str):
+    """A tiny run (12 steps, evaluations at 4, 8, 12) logging to MLflow `experiment`."""
+    return tiny(data_dir, "tracking=mlflow", f"tracking.mlflow_experiment={experiment}",
+                "trainer.early_stopping=null", f"runtime.experiments_dir={experiments_dir}")
+
+
 def test_a_killed_run_resumes_into_its_mlflow_run_with_every_figure_once(
     tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -252,8 +258,7 @@ def test_a_killed_run_resumes_into_its_mlflow_run_with_every_figure_once(
     from tokentango.loop import train
 
     client = mlflow_client(tmp_path, monkeypatch)
-    cfg = tiny(data_dir, "tracking=mlflow", "tracking.mlflow_experiment=killed",
-               "trainer.early_stopping=null", f"runtime.experiments_dir={tmp_path}")  # fmt: skip
+    cfg = mlflow_run_config(data_dir, tmp_path, "killed")
     run_dir = tmp_path / "run"
     # Killed right after its step-8 checkpoint, before that evaluation reached MLflow.
     kill_after_checkpoint(monkeypatch, 2)
@@ -290,8 +295,7 @@ def test_a_run_stopped_by_a_signal_is_killed_in_mlflow_and_resumes_into_the_same
     from tokentango.loop import train
 
     client = mlflow_client(tmp_path, monkeypatch)
-    cfg = tiny(data_dir, "tracking=mlflow", "tracking.mlflow_experiment=stopped",
-               "trainer.early_stopping=null", f"runtime.experiments_dir={tmp_path}")  # fmt: skip
+    cfg = mlflow_run_config(data_dir, tmp_path, "stopped")
     run_dir = tmp_path / "run"
     signal_at_step(monkeypatch, signal.SIGTERM, 6)
     with pytest.raises(RunInterrupted):
