@@ -73,7 +73,9 @@ class StopRequests:
             yield
         finally:
             self._deferring = False
-        if self.signum is not None:  # noted during the last step's evaluation
+        # Reached only when the block ended normally: a signal noted during the last step's
+        # evaluation still stops the run.
+        if self.signum is not None:
             raise StopNow(self.signum)
 
     def restore(self) -> None:
