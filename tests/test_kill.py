@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import re
 import shutil
 import signal
@@ -169,6 +170,23 @@ def ignore_sigxfsz() -> None:
     """A write past RLIMIT_FSIZE raises SIGXFSZ, which kills by default; ignored, the write
     fails with EFBIG instead (Python ignores it at start-up too: this makes it explicit)."""
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+
+def test_a_write_error_names_the_file_and_crosses_processes(tmp_path: Path) -> None:
+    """The message a user sees names the file and the reason; the error pickles whole, as a
+    joblib worker's failure must to reach the sweep."""
+    target = tmp_path / "results.json"
+
+    def disk_full(tmp: Path) -> None:
+        tmp.write_text("{")
+        raise OSError(28, os.strerror(28))
+
+    with pytest.raises(rundir.WriteError) as raised:
+        rundir.write_atomically(target, disk_full)
+    assert str(raised.value) == f"could not write {target}: No space left on device"
+    assert list(tmp_path.iterdir()) == []  # nor a temporary file
+    again = pickle.loads(pickle.dumps(raised.value))
+    assert (type(again), str(again), again.errno) == (rundir.WriteError, str(raised.value), 28)
 
 
 def assert_failed_cleanly(run_dir: Path, proc: subprocess.CompletedProcess, reason: str) -> None:

@@ -55,14 +55,15 @@ FINISHED = (COMPLETED, EARLY_STOPPED)  # a run with final figures
 
 class WriteError(OSError):
     """A file could not be written; the message names it and says why (`could not write
-    <path>: No space left on device`). `errno` is the underlying error's."""
-
-    def __init__(self, path: str | Path, err: OSError) -> None:
-        super().__init__(err.errno, f"could not write {path}: {err.strerror or err}")
-        self.filename = str(path)
+    <path>: No space left on device`). `errno` is the underlying error's. Made by
+    `write_error`; plain OSError arguments, so it pickles (a joblib worker's failure)."""
 
     def __str__(self) -> str:
-        return self.strerror
+        return str(self.strerror)
+
+
+def write_error(path: str | Path, err: OSError) -> WriteError:
+    return WriteError(err.errno, f"could not write {path}: {err.strerror or err}", str(path))
 
 
 def write_atomically(path: str | Path, write: Callable[[Path], object]) -> None:
@@ -78,7 +79,7 @@ def write_atomically(path: str | Path, write: Callable[[Path], object]) -> None:
     except WriteError:
         raise
     except OSError as err:
-        raise WriteError(path, err) from err
+        raise write_error(path, err) from err
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -102,7 +103,7 @@ def append_metrics(run_dir: Path, record: dict[str, Any]) -> None:
                 f.truncate(path.read_bytes().rfind(b"\n") + 1)
             f.write(line)
     except OSError as err:
-        raise WriteError(path, err) from err
+        raise write_error(path, err) from err
 
 
 def _ends_with_newline(path: Path) -> bool:
