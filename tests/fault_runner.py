@@ -1,6 +1,7 @@
-"""`python -m tests.fault_runner POINT N [--prepare] -- ARGS...`: `python -m tokentango.train
-ARGS` (or `tokentango.prepare ARGS`) in a real process, with a fault injected from outside the
-production code (the function at POINT is monkeypatched here; tokentango has no test hooks).
+"""`python -m tests.fault_runner POINT N [--prepare] [--slow S] -- ARGS...`:
+`python -m tokentango.train ARGS` (or `tokentango.prepare ARGS`) in a real process, with a
+fault injected from outside the production code (the function at POINT is monkeypatched
+here; tokentango has no test hooks).
 tests/test_kill.py launches it and relaunches the plain command to see what survives.
 
 POINT, the N-th time it is reached (from 1):
@@ -12,9 +13,10 @@ POINT, the N-th time it is reached (from 1):
   fsize       once the N-th checkpoint is written, the file size limit (RLIMIT_FSIZE) drops to
               half that checkpoint's size: the next one fails with a real EFBIG (the caller
               ignores SIGXFSZ, which would kill the process instead)
-  digest      no fault: the cache build (if this process builds) takes N seconds longer, so
-              processes started together overlap; each dataset loaded prints
+  digest      no fault (N unused): each dataset loaded prints
               `digest <cache folder> <hash of the token arrays and tokenizer it read>`
+--slow S: a cache build in this process first sleeps S seconds (holding the cache's lock),
+so processes started together overlap.
 """
 
 from __future__ import annotations
@@ -105,20 +107,28 @@ def inject(point: str, n: int) -> None:
 
         checkpoints.save_checkpoint = save_then_limit
     elif point == "digest":
-        real_build, real_load = data._build, data.load_dataset
-
-        def slow_build(*args, **kwargs):
-            time.sleep(n)
-            return real_build(*args, **kwargs)
+        real_load = data.load_dataset
 
         def load_and_print(*args, **kwargs):
             loaded = real_load(*args, **kwargs)
             print(f"digest {loaded.cache_dir} {dataset_digest(loaded)}", flush=True)
             return loaded
 
-        data._build, data.load_dataset = slow_build, load_and_print
+        data.load_dataset = load_and_print
     else:
         raise SystemExit(f"unknown point {point}")
+
+
+def slow_down_builds(seconds: float) -> None:
+    from tokentango import data
+
+    real_build = data._build
+
+    def slow_build(*args, **kwargs):
+        time.sleep(seconds)
+        return real_build(*args, **kwargs)
+
+    data._build = slow_build
 
 
 def main() -> None:
@@ -128,8 +138,11 @@ def main() -> None:
     parser.add_argument("point")
     parser.add_argument("n", type=int)
     parser.add_argument("--prepare", action="store_true", help="tokentango.prepare, not train")
+    parser.add_argument("--slow", type=float, default=0.0, help="seconds a cache build sleeps")
     options, args = parser.parse_args(argv[:split]), argv[split + 1 :]
     inject(options.point, options.n)
+    if options.slow:
+        slow_down_builds(options.slow)
     if options.prepare:
         from tokentango.cli.prepare import main as prepare
 

@@ -19,6 +19,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -51,14 +52,20 @@ def straight(tmp_path_factory: pytest.TempPathFactory, data_dir: Path):
     return run
 
 
+def fault_command(point: str, n: int, *args: str, prepare: bool = False,
+                  slow: float = 0) -> list[str]:  # fmt: skip
+    """`python -m tests.fault_runner point n -- args` (see there)."""
+    return [sys.executable, "-m", "tests.fault_runner", point, str(n),
+            *(["--prepare"] if prepare else []), "--slow", str(slow), "--", *args]  # fmt: skip
+
+
 def fault_run(point: str, n: int, *args: str, prepare: bool = False,
               preexec_fn=None) -> subprocess.CompletedProcess:  # fmt: skip
-    """`python -m tests.fault_runner point n -- args` (see there), to the end or the kill."""
-    command = [sys.executable, "-m", "tests.fault_runner", point, str(n),
-               *(["--prepare"] if prepare else []), "--", *args]  # fmt: skip
+    """The fault runner's command, to its end or its kill."""
     env = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONUNBUFFERED": "1"}
-    return subprocess.run(command, capture_output=True, text=True, env=env, cwd=PROJECT_ROOT,
-                          timeout=300, preexec_fn=preexec_fn)  # fmt: skip
+    return subprocess.run(fault_command(point, n, *args, prepare=prepare), capture_output=True,
+                          text=True, env=env, cwd=PROJECT_ROOT, timeout=300,
+                          preexec_fn=preexec_fn)  # fmt: skip
 
 
 def run_args(experiments: Path, data_dir: Path, seed: str = "3") -> list[str]:
@@ -273,8 +280,8 @@ def test_processes_building_one_cache_at_once_build_it_once_and_read_the_same_by
     """`tokentango.prepare` started n times at once on an empty cache; the build is slowed
     by 2 s so every other process arrives while it runs and waits on the lock."""
     fresh = fresh_data_dir(tmp_path, data_dir)
-    command = [sys.executable, "-m", "tests.fault_runner", "digest", "2", "--prepare", "--",
-               *TINY, f"runtime.data_dir={fresh}"]  # fmt: skip
+    command = fault_command("digest", 0, *TINY, f"runtime.data_dir={fresh}", prepare=True,
+                            slow=2)
     procs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True, cwd=PROJECT_ROOT) for _ in range(n_processes)]  # fmt: skip
     outputs = [p.communicate(timeout=300) for p in procs]
@@ -311,3 +318,33 @@ def test_a_build_killed_midway_leaves_nothing_taken_for_a_cache(
     name, digest = session_digest(data_dir)
     assert [p.name for p in cache_folders(fresh)] == [name] and not leftover.exists()
     assert f"{fresh / 'cache' / name} {digest}" in again.stdout
+
+
+@pytest.mark.slow
+def test_a_build_killed_while_another_process_waits_is_taken_over_by_it(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    """The builder holds the cache's lock (its build sleeps 8 s first) when a second process
+    starts; the builder is then SIGKILLed mid-build, the kernel releases its lock, and the
+    waiting process builds the cache itself, from scratch, to the same bytes. (Should the
+    second process arrive only after the kill, on a very loaded machine, the outcome checked
+    is the same.)"""
+    fresh = fresh_data_dir(tmp_path, data_dir)
+    args = [*TINY, f"runtime.data_dir={fresh}"]
+    builder = subprocess.Popen(fault_command("cache", 1, *args, prepare=True, slow=8),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               cwd=PROJECT_ROOT)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not list((fresh / "cache").glob(".*.tmp*")) and time.monotonic() < deadline:
+        time.sleep(0.1)  # the builder holds the lock from before its temporary folder
+    assert builder.poll() is None, "the builder ended before the second process started"
+    waiter = subprocess.Popen(fault_command("digest", 0, *args, prepare=True),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              cwd=PROJECT_ROOT)  # fmt: skip
+    _, builder_err = builder.communicate(timeout=300)
+    out, err = waiter.communicate(timeout=300)
+    assert builder.returncode == KILLED, builder_err[-2000:]
+    assert waiter.returncode == 0 and "(built," in out, err[-2000:]
+    name, digest = session_digest(data_dir)
+    assert f"{fresh / 'cache' / name} {digest}" in out
+    assert sorted(p.name for p in (fresh / "cache").iterdir()) == [name, f"{name}.lock"]
