@@ -52,7 +52,7 @@ def test_a_kill_during_a_write_leaves_no_file_under_the_real_name(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def dies_half_way(obj, f, *a, **k):
-        Path(f).write_bytes(b"PK\x03\x04 half a zip")
+        f.write(b"PK\x03\x04 half a zip")  # torch.save gets the open temporary file
         raise KeyboardInterrupt  # the process is killed mid-write
 
     monkeypatch.setattr(torch, "save", dies_half_way)

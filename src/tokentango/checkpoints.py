@@ -56,12 +56,43 @@ def save_checkpoint(
         "state": state or {},
         "meta_json": json.dumps(meta),
     }
-    import torch
-
-    write_atomically(path, lambda tmp: torch.save(payload, tmp))
+    write_atomically(path, lambda tmp: _torch_save(payload, tmp))
     meta_text = json.dumps({**meta, "file": path.name}, indent=2)
     write_atomically(path.with_suffix(".json"), lambda tmp: tmp.write_text(meta_text))
     return path
+
+
+class _Recording:
+    """A binary file for torch.save that keeps the OSError of a failed write: torch reports
+    a full disk or a file size limit only as `RuntimeError: ... unexpected pos`."""
+
+    def __init__(self, file) -> None:
+        self.file, self.error = file, None
+
+    def write(self, data) -> int:
+        try:
+            return self.file.write(data)
+        except OSError as err:
+            self.error = err
+            raise
+
+    def flush(self) -> None:
+        self.file.flush()
+
+
+def _torch_save(payload: dict[str, Any], path: Path) -> None:
+    """torch.save to `path`; a failed write raises its OSError (which write_atomically
+    turns into a WriteError naming the checkpoint)."""
+    import torch
+
+    with path.open("wb") as f:
+        recording = _Recording(f)
+        try:
+            torch.save(payload, recording)
+        except RuntimeError:
+            if recording.error is not None:
+                raise recording.error from None
+            raise
 
 
 def read_payload(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -280,6 +311,15 @@ def prune_checkpoints(directory: str | Path, keep_last: int, run_name: str | Non
     for meta in metas:
         if meta["path"] not in keep:
             _remove(meta)
+
+
+def remove_unfinished_writes(directory: str | Path) -> list[Path]:
+    """Delete the hidden temporary files (`.ckpt_*.tmp<pid>`) of checkpoint writes a killed
+    process never finished. Only for a folder no other process writes to (a run's own)."""
+    removed = [p for p in Path(directory).glob(".ckpt_*.tmp*") if p.is_file()]
+    for path in removed:
+        path.unlink(missing_ok=True)
+    return removed
 
 
 def set_aside_after(directory: str | Path, step: int, run_name: str) -> list[Path]:

@@ -126,6 +126,8 @@ def set_up(
         checkpoint_dir=rundir.checkpoint_dir(run_dir, cfg.runtime.checkpoint_dir),
         state=LoopState(), total_steps=total, batches_per_epoch=per_epoch,
     )  # fmt: skip
+    if not cfg.runtime.checkpoint_dir:  # its own folder: a killed write's leftovers go
+        checkpoints.remove_unfinished_writes(training.checkpoint_dir)
     if resume_from is not None:
         training.state = resume_state(training, resume_from)
         training.checkpointed_step = training.state.step

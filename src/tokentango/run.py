@@ -104,15 +104,23 @@ def main(cfg: DictConfig) -> float | None:
             rundir.remove_if_unstarted(run_dir)
         if run_dir.is_dir():
             # Recorded where the report looks; then Hydra goes on with the rest of the sweep.
-            rundir.record_unfinished(run_dir, {
-                "status": rundir.FAILED, "run_name": run_name,
-                "error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc(),
-                "optimizer": optimizer_name(cfg), "use_mlm": cfg.use_mlm, "seed": cfg.seed,
-                "train_frac": cfg.train_frac,
-            })  # fmt: skip
+            try:
+                rundir.record_unfinished(run_dir, {
+                    "status": rundir.FAILED, "run_name": run_name,
+                    "error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc(),
+                    "optimizer": optimizer_name(cfg), "use_mlm": cfg.use_mlm, "seed": cfg.seed,
+                    "train_frac": cfg.train_frac,
+                })  # fmt: skip
+            except OSError as unrecorded:  # the disk that failed the run: say why, go on
+                log.error("could not record the failure: %s", unrecorded)
         if bad_input and single:
             print(f"error: {err}", file=sys.stderr)
             sys.exit(2)
+        if isinstance(err, rundir.WriteError):  # disk full, a file size limit: one line
+            log.error("%s", err)
+            if single:
+                print(f"error: {err}", file=sys.stderr)
+                sys.exit(1)
         raise
     print_results(results, run_dir)
     return results["best_val_accuracy"]

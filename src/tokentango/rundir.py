@@ -14,7 +14,9 @@
 ```
 
 Every file is written whole or not at all (a temporary file renamed into place), except
-`metrics.jsonl`, which is appended one line at a time; readers skip a torn last line.
+`metrics.jsonl`, which is appended one line at a time; readers skip a torn last line, and the
+next append drops it first. A write that fails (disk full, a file size limit, a read-only
+folder) raises WriteError naming the file, and leaves the file that was there before.
 """
 
 from __future__ import annotations
@@ -51,15 +53,33 @@ FINISHED = (COMPLETED, EARLY_STOPPED)  # a run with final figures
 # --- writing --------------------------------------------------------------------------
 
 
+class WriteError(OSError):
+    """A file could not be written; the message names it and says why (`could not write
+    <path>: No space left on device`). `errno` is the underlying error's. Made by
+    `write_error`; plain OSError arguments, so it pickles (a joblib worker's failure)."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+def write_error(path: str | Path, err: OSError) -> WriteError:
+    return WriteError(err.errno, f"could not write {path}: {err.strerror or err}", str(path))
+
+
 def write_atomically(path: str | Path, write: Callable[[Path], object]) -> None:
     """`write(tmp)` then rename onto `path`: readers see the old file or the new, whole.
-    An exception mid-write removes the temporary file; one left by SIGKILL is hidden
+    An exception mid-write removes the temporary file, and an OSError (disk full, file too
+    large) becomes a WriteError naming `path`; a temporary file left by SIGKILL is hidden
     (`.<name>.tmp<pid>`) and never taken for the real file."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         write(tmp)
         os.replace(tmp, path)
+    except WriteError:
+        raise
+    except OSError as err:
+        raise write_error(path, err) from err
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -73,8 +93,23 @@ def write_json(path: str | Path, obj: Any) -> None:
 
 
 def append_metrics(run_dir: Path, record: dict[str, Any]) -> None:
-    with (Path(run_dir) / METRICS_FILE).open("a") as f:
-        f.write(json.dumps(record) + "\n")
+    """Append one line to metrics.jsonl. A torn last line (a process killed mid-append: no
+    newline at the end) is cut off first, so the new line never joins it."""
+    path = Path(run_dir) / METRICS_FILE
+    line = (json.dumps(record) + "\n").encode()
+    try:
+        with path.open("ab") as f:  # opened at its end: tell() is the file's size
+            if f.tell() and not _ends_with_newline(path):
+                f.truncate(path.read_bytes().rfind(b"\n") + 1)
+            f.write(line)
+    except OSError as err:
+        raise write_error(path, err) from err
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with path.open("rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) == b"\n"
 
 
 def keep_metrics_up_to(run_dir: Path, step: int) -> None:
