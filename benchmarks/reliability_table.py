@@ -22,9 +22,10 @@ sys.path.insert(0, str(ROOT))
 
 from tests.reliability import COMMAND_ENV, OUT_ENV  # noqa: E402
 
-# The tests that record rows (bad input, faults, signals, checkpoints, pickles, predict).
+# The tests that record rows (bad input, faults, signals, kills, write errors, cache races,
+# checkpoints, pickles, predict).
 FILES = ["tests/test_errors.py", "tests/test_faults.py", "tests/test_interrupt.py",
-         "tests/test_checkpoints.py"]  # fmt: skip
+         "tests/test_checkpoints.py", "tests/test_kill.py"]  # fmt: skip
 COMMAND = "uv run python benchmarks/reliability_table.py"
 
 

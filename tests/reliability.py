@@ -27,7 +27,7 @@ SECTIONS = ("bad input", "faults", "security")
 # Each file's section unless a row says otherwise (the pickle tests say "security").
 FILE_SECTIONS = {"test_errors.py": "bad input", "test_checkpoints.py": "bad input",
                  "test_tools.py": "bad input", "test_faults.py": "faults",
-                 "test_interrupt.py": "faults"}  # fmt: skip
+                 "test_interrupt.py": "faults", "test_kill.py": "faults"}  # fmt: skip
 # Times in file names differ on every run; the table should not.
 _TIMESTAMP = re.compile(r"\d{8}-\d{6}|\d{4}-\d{2}-\d{2}[_T ]\d{2}[-:]\d{2}[-:]\d{2}")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")  # torch's bold in its messages

@@ -124,7 +124,7 @@ def assert_ends_as(run_dir: Path, straight: Path) -> None:
     pytest.param("metrics", 3, 8, marks=pytest.mark.slow),  # half of step 12's line
 ], ids=["mid-checkpoint", "mid-metrics-line", "mid-last-metrics-line"])  # fmt: skip
 def test_a_run_killed_mid_write_resumes_from_its_last_good_checkpoint(
-    tmp_path: Path, data_dir: Path, straight, point: str, n: int, resumes_at: int
+    tmp_path: Path, data_dir: Path, straight, point: str, n: int, resumes_at: int, reliability
 ) -> None:
     args = run_args(tmp_path, data_dir)
     killed = fault_run(point, n, *args)
@@ -137,6 +137,13 @@ def test_a_run_killed_mid_write_resumes_from_its_last_good_checkpoint(
     run_cli("tokentango.train", *args, f"checkpoint={run_dir}")
     assert_resumed_at(run_dir, resumes_at)
     assert_ends_as(run_dir, straight())
+    what = {"checkpoint": "a checkpoint write", "metrics": "a metrics.jsonl append"}[point]
+    reliability.record(fault=f"SIGKILL halfway through {what} (evaluation {n} of a run)",
+                       happened=f"exit {killed.returncode}; no results.json; the newest "
+                       f"checkpoint that loads is step {resumes_at}; checkpoint=<run folder> "
+                       f"resumed at step {resumes_at}",
+                       kept="every checkpoint under a real name loads; metrics.jsonl after "
+                       "the resume equals an uninterrupted run's, no torn or repeated line")
 
 
 @pytest.mark.slow
@@ -145,7 +152,8 @@ def test_a_run_killed_mid_write_resumes_from_its_last_good_checkpoint(
     ("metrics", 3, 8),
 ], ids=["first-checkpoint", "last-metrics-line"])  # fmt: skip
 def test_a_sweep_killed_mid_write_resumes_with_the_same_command(
-    tmp_path: Path, data_dir: Path, straight, point: str, n: int, resumes_at: int | None
+    tmp_path: Path, data_dir: Path, straight, point: str, n: int, resumes_at: int | None,
+    reliability,
 ) -> None:
     """The kill takes the whole sweep process (the basic launcher runs jobs in it): job 0
     dies mid-write, job 1 never starts. The same --multirun command finishes both."""
@@ -160,6 +168,13 @@ def test_a_sweep_killed_mid_write_resumes_with_the_same_command(
     assert_resumed_at(job0, resumes_at)
     assert_ends_as(job0, straight())
     assert_ends_as(sweep / "1_seed=4", straight(4))
+    reliability.record(fault=f"SIGKILL of a sweep halfway through job 0's {point} write "
+                       f"(evaluation {n})",
+                       happened=f"exit {killed.returncode}; the same --multirun command "
+                       + (f"resumed job 0 at step {resumes_at}" if resumes_at else
+                          "started job 0 afresh (no checkpoint had been written)")
+                       + " and ran job 1",
+                       kept="both jobs end with an uninterrupted run's metrics.jsonl")
 
 
 def test_a_torn_metrics_line_is_cut_before_the_next_append(tmp_path: Path) -> None:
@@ -196,7 +211,8 @@ def test_a_write_error_names_the_file_and_crosses_processes(tmp_path: Path) -> N
     assert (type(again), str(again), again.errno) == (rundir.WriteError, str(raised.value), 28)
 
 
-def assert_failed_cleanly(run_dir: Path, proc: subprocess.CompletedProcess, reason: str) -> None:
+def assert_failed_cleanly(run_dir: Path, proc: subprocess.CompletedProcess, reason: str,
+                          fault: str, reliability) -> None:
     """Exit 1 with one `error: could not write <checkpoint>: <reason>` line; results.json
     says failed with that error; the checkpoint before is intact and nothing half-written
     lies under a real name."""
@@ -215,10 +231,14 @@ def assert_failed_cleanly(run_dir: Path, proc: subprocess.CompletedProcess, reas
     (kept,) = checkpoints.list_checkpoints(run_dir)
     assert kept["step"] == 4
     assert checkpoints.read_payload(kept["path"])["model"]
+    reliability.record(fault=fault, happened=f"exit {proc.returncode}; {error.group(0)}; "
+                       f"results.json status {results['status']}",
+                       kept=f"the step-{kept['step']} checkpoint, which loads; no temporary "
+                       "file left")
 
 
 def test_a_file_size_limit_fails_the_run_clearly_and_keeps_the_checkpoint_before(
-    tmp_path: Path, data_dir: Path
+    tmp_path: Path, data_dir: Path, reliability
 ) -> None:
     """RLIMIT_FSIZE drops to half a checkpoint's size once the first is written (a tiny
     checkpoint is ~177 kB; train.log, metrics.jsonl and results.json stay far below): the
@@ -226,11 +246,13 @@ def test_a_file_size_limit_fails_the_run_clearly_and_keeps_the_checkpoint_before
     stand in: the tests run as root, and root writes through `chmod a-w`."""
     proc = fault_run("fsize", 1, *run_args(tmp_path, data_dir), preexec_fn=ignore_sigxfsz)
     (run_dir,) = (tmp_path / "runs").iterdir()
-    assert_failed_cleanly(run_dir, proc, os.strerror(27))  # EFBIG: "File too large"
+    assert_failed_cleanly(run_dir, proc, os.strerror(27),  # EFBIG: "File too large"
+                          "a file size limit (RLIMIT_FSIZE) hit by the second checkpoint",
+                          reliability)
 
 
 def test_a_full_disk_fails_the_run_clearly_and_keeps_the_checkpoint_before(
-    tmp_path: Path, data_dir: Path, straight
+    tmp_path: Path, data_dir: Path, straight, reliability
 ) -> None:
     """The run folder on a tmpfs with room for one checkpoint and a half: the second
     checkpoint's write gets ENOSPC. Skipped where mounting is not permitted."""
@@ -245,7 +267,9 @@ def test_a_full_disk_fails_the_run_clearly_and_keeps_the_checkpoint_before(
     try:
         proc = run_cli("tokentango.train", *run_args(mount, data_dir), check=False)
         (run_dir,) = (mount / "runs").iterdir()
-        assert_failed_cleanly(run_dir, proc, os.strerror(28))  # ENOSPC: "No space left..."
+        assert_failed_cleanly(run_dir, proc, os.strerror(28),  # ENOSPC: "No space left..."
+                              "a full disk (a small tmpfs) at the second checkpoint",
+                              reliability)
     finally:
         subprocess.run(["umount", str(mount)], check=True)
 
@@ -275,7 +299,7 @@ def cache_folders(data_dir: Path) -> list[Path]:
 
 @pytest.mark.parametrize("n_processes", [2, pytest.param(3, marks=pytest.mark.slow)])
 def test_processes_building_one_cache_at_once_build_it_once_and_read_the_same_bytes(
-    tmp_path: Path, data_dir: Path, n_processes: int
+    tmp_path: Path, data_dir: Path, n_processes: int, reliability
 ) -> None:
     """`tokentango.prepare` started n times at once on an empty cache; the build is slowed
     by 2 s so every other process arrives while it runs and waits on the lock."""
@@ -296,10 +320,15 @@ def test_processes_building_one_cache_at_once_build_it_once_and_read_the_same_by
     assert digests == {(str(folder), digest)} and folder.name == name
     assert dataset_digest(load_cache_dir(folder)) == digest
     assert sorted(p.name for p in (fresh / "cache").iterdir()) == [name, f"{name}.lock"]
+    reliability.record(fault=f"{n_processes} processes building the same data cache at once",
+                       happened=f"{sum('(built,' in out for out in stdouts)} built it, "
+                       f"{sum('(already there,' in out for out in stdouts)} waited on its "
+                       f"lock and opened it; {len(digests)} distinct digest of what they read",
+                       kept="one cache folder, the same bytes as a build alone")
 
 
 def test_a_build_killed_midway_leaves_nothing_taken_for_a_cache(
-    tmp_path: Path, data_dir: Path
+    tmp_path: Path, data_dir: Path, reliability
 ) -> None:
     """SIGKILL once the tokenizer and the first token ids are in the build's temporary
     folder: no folder under the cache's name (a run would build, not read, it); the next
@@ -318,6 +347,12 @@ def test_a_build_killed_midway_leaves_nothing_taken_for_a_cache(
     name, digest = session_digest(data_dir)
     assert [p.name for p in cache_folders(fresh)] == [name] and not leftover.exists()
     assert f"{fresh / 'cache' / name} {digest}" in again.stdout
+    reliability.record(fault="SIGKILL halfway through a data cache build",
+                       happened=f"exit {killed.returncode}; only a hidden temporary folder "
+                       f"({leftover.name.split('.tmp')[0]}.tmp<pid>) was left; the next "
+                       "launch removed it and built the cache",
+                       kept="no folder under the cache's name until a build completed; the "
+                       "rebuilt cache has the same bytes as an uninterrupted build")
 
 
 @pytest.mark.slow
