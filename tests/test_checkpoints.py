@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.conftest import run_cli
 from tokentango import checkpoints, rundir
 from tokentango.checkpoints import (
     CheckpointError,
@@ -201,6 +202,26 @@ def test_truncated_corrupt_and_missing_files_are_clear_errors(tmp_path: Path,
         reliability.record(fault=f"loading {what[name]}",
                            happened=f"CheckpointError: {str(error).splitlines()[0]}",
                            kept=f"the model's weights unchanged: {untouched}")  # fmt: skip
+
+
+def test_a_foreign_checkpoint_is_a_clear_error(tmp_path: Path, reliability) -> None:
+    """Another project's PyTorch file (a plain state dict) loads safely but is not ours:
+    resuming from it and evaluating it are one error each, and nothing is trained or
+    written."""
+    foreign = tmp_path / "resnet.pt"
+    torch.save({"conv1.weight": torch.zeros(2, 2)}, foreign)
+    with pytest.raises(CheckpointError, match="is not a tokentango checkpoint") as raised:
+        load_checkpoint(tiny_model(), foreign)
+    evaluated = run_cli("tokentango.evaluate", "--checkpoint", str(foreign), check=False)
+    assert evaluated.returncode == 2
+    assert evaluated.stderr.strip() == f"error: {raised.value}"
+    resumed = run_cli("tokentango.train", f"checkpoint={foreign}", check=False)
+    assert resumed.returncode == 2 and "is not a tokentango checkpoint" in resumed.stderr
+    assert len(resumed.stderr.strip().splitlines()) == 1
+    reliability.record(fault="a foreign checkpoint (another project's state dict)",
+                       happened=f"evaluate exit {evaluated.returncode}, train "
+                       f"checkpoint=<it> exit {resumed.returncode}: {evaluated.stderr.strip()}",
+                       kept="nothing written: no run folder")
 
 
 def test_another_model_size_names_the_setting(tmp_path: Path, reliability) -> None:
