@@ -92,6 +92,13 @@ def optimizer_name(cfg: DictConfig) -> str:
     return str(cfg.optimizer._target_).rsplit(".", 1)[-1].lower()
 
 
+def run_identity(cfg: DictConfig, run_name: str) -> dict[str, Any]:
+    """The run and the settings the report groups it by: what a results.json of any status
+    names (the contract), so a failed or interrupted run is listed in its group too."""
+    return {"run_name": run_name, "optimizer": optimizer_name(cfg), "use_mlm": cfg.use_mlm,
+            "seed": cfg.seed, "train_frac": cfg.train_frac}  # fmt: skip
+
+
 def set_up(
     cfg: DictConfig, run_dir: Path, run_name: str, resume_from: Path | None = None
 ) -> Training:
@@ -325,13 +332,11 @@ def save_interrupted(training: Training, signum: int) -> None:
     else:  # nothing new since the newest checkpoint (or nothing trained yet)
         newest = checkpoints.latest_checkpoint(training.checkpoint_dir, training.run_name)
         checkpoint = str(newest) if newest else None
-    cfg = training.cfg
     rundir.record_unfinished(training.run_dir, {
-        "status": rundir.INTERRUPTED, "run_name": training.run_name,
+        "status": rundir.INTERRUPTED, **run_identity(training.cfg, training.run_name),
         "signal": signal.Signals(signum).name, "steps": state.step,
         "total_steps": training.total_steps, "checkpoint": checkpoint,
-        "train_seconds": round(state.seconds, 3), "optimizer": optimizer_name(cfg),
-        "use_mlm": cfg.use_mlm, "seed": cfg.seed, "train_frac": cfg.train_frac,
+        "train_seconds": round(state.seconds, 3),
     })  # fmt: skip
     log.warning("interrupted at step %d of %d (%s)", state.step, training.total_steps,
                 f"checkpoint {checkpoint}" if checkpoint else "no checkpoint yet")  # fmt: skip
@@ -468,9 +473,9 @@ def train(
                     save_interrupted(training, stop.signum)
                 elif rundir.read_results(run_dir) is None:  # stopped while setting up
                     rundir.record_unfinished(run_dir, {
-                        "status": rundir.INTERRUPTED, "run_name": run_name,
+                        "status": rundir.INTERRUPTED, **run_identity(cfg, run_name),
                         "signal": signal.Signals(stop.signum).name, "steps": 0,
-                        "checkpoint": None, "seed": cfg.seed, "use_mlm": cfg.use_mlm,
+                        "checkpoint": None,
                     })  # fmt: skip
             except Exception:  # the signal must still be handed on (a requeue)
                 log.exception("could not record the interruption")

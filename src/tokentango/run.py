@@ -79,7 +79,7 @@ def main(cfg: DictConfig) -> float | None:
         # joblib sets them in its workers itself (cores // n_jobs).
         cfg.runtime.threads = int(cpus)
     from tokentango.data import DataError
-    from tokentango.loop import optimizer_name, train
+    from tokentango.loop import run_identity, train
 
     try:
         results = train(cfg, run_dir, run_name, plan["resume_from"])
@@ -106,10 +106,8 @@ def main(cfg: DictConfig) -> float | None:
             # Recorded where the report looks; then Hydra goes on with the rest of the sweep.
             try:
                 rundir.record_unfinished(run_dir, {
-                    "status": rundir.FAILED, "run_name": run_name,
+                    "status": rundir.FAILED, **run_identity(cfg, run_name),
                     "error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc(),
-                    "optimizer": optimizer_name(cfg), "use_mlm": cfg.use_mlm, "seed": cfg.seed,
-                    "train_frac": cfg.train_frac,
                 })  # fmt: skip
             except OSError as unrecorded:  # the disk that failed the run: say why, go on
                 log.error("could not record the failure: %s", unrecorded)
