@@ -33,6 +33,11 @@ def test_evaluate_writes_a_new_result_beside_the_checkpoint(trained_run: Path, c
     assert evaluate_cli.main(["--checkpoint", str(ckpt)]) == 0
     test = json.loads(max(ckpt.parent.glob(f"{ckpt.stem}.eval-test-*.json")).read_text())
     assert test["accuracy"] == run["test_accuracy"] and test["n"] == run["test_rows"]
+    # Masked, the same: results.json's masked_test_accuracy is `evaluate --masked`'s figure.
+    assert evaluate_cli.main(["--checkpoint", str(ckpt), "--masked"]) == 0
+    masked = json.loads(max(ckpt.parent.glob(f"{ckpt.stem}.eval-test-masked-*.json")).read_text())
+    assert masked["accuracy"] == run["masked_test_accuracy"]
+    assert masked["mask_prob"] == run["mask_prob"] == 0.15
 
 
 def test_evaluate_masked_tokens_and_fraction(trained_run: Path) -> None:

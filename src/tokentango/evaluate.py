@@ -63,9 +63,10 @@ def classification_metrics(labels: np.ndarray, predictions: np.ndarray) -> dict:
 
 def evaluate_split(
     model: BertClassifier, split: Split, batch_size: int, device: torch.device,
-    precision: str = "fp32",
+    precision: str = "fp32", mask_prob: float | None = None, seed: int = 0,
 ) -> dict:  # fmt: skip
-    probs = predict(model, split, batch_size, device, precision)
+    """Metrics of `model` on `split`; with `mask_prob`, on BERT-masked input (seeded)."""
+    probs = predict(model, split, batch_size, device, precision, mask_prob, seed)
     return classification_metrics(split.labels.astype(int), (probs >= 0.5).astype(int))
 
 

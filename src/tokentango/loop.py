@@ -381,11 +381,17 @@ def final_results(training: Training) -> dict[str, Any]:
     test = evaluate_split(training.model, training.data.splits["test"],
                           cfg.runtime.eval_batch_size, training.device,
                           cfg.runtime.precision)  # fmt: skip
+    # The original's source-vs-masked question: the same checkpoint on BERT-masked test
+    # input (the run's mask_prob, the masks `python -m tokentango.evaluate --masked` uses).
+    masked = evaluate_split(training.model, training.data.splits["test"],
+                            cfg.runtime.eval_batch_size, training.device, cfg.runtime.precision,
+                            mask_prob=cfg.objective.mask_prob)  # fmt: skip
     return {
         "status": rundir.COMPLETED if state.status == "running" else state.status,
         "run_name": training.run_name,
         "test_accuracy": test["accuracy"], "test_precision": test["precision"],
         "test_recall": test["recall"], "test_f1": test["f1"],
+        "masked_test_accuracy": masked["accuracy"], "mask_prob": cfg.objective.mask_prob,
         "confusion_matrix": test["confusion_matrix"], "test_rows": test["n"],
         "optimizer": optimizer_name(cfg), "lr": cfg.optimizer.lr, "use_mlm": cfg.use_mlm,
         "seed": cfg.seed, "train_frac": cfg.train_frac, "model": cfg.model.name,
