@@ -1,5 +1,5 @@
-"""`python -m tokentango.report DIR [DIR ...] [--out DIR] [--metric NAME] [--target ACC]`:
-summarize sweep run folders into report.md, report.csv and plots."""
+"""`python -m tokentango.report DIR [DIR ...] [--out DIR] [--metric NAME] [--target ACC]
+[--tune KEY [KEY ...]]`: summarize sweep run folders into report.md, report.csv and plots."""
 
 from __future__ import annotations
 
@@ -24,12 +24,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--target", type=float, default=d["target"],
                         help="validation accuracy that counts as converged "
                         f"({d['target']})")  # fmt: skip
+    parser.add_argument("--tune", nargs="+", default=[], metavar="KEY",
+                        help="for each combination of the other settings, keep the value of "
+                        "KEY (a setting column, e.g. optimizer.lr) with the best mean "
+                        "validation accuracy and compare those (tuned.png)")  # fmt: skip
     args = parser.parse_args(argv)
     try:
         runs = find_runs(args.dirs)
         check_metric(runs, args.metric)
+        text = write_report(args.out or args.dirs[0], args.dirs, runs, args.metric,
+                            args.target, args.tune)  # fmt: skip
     except ReportError as err:
         return fail(err)
-    text = write_report(args.out or args.dirs[0], args.dirs, runs, args.metric, args.target)
     print(text)
     return 0

@@ -11,8 +11,15 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from tokentango.report.runs import Group
-from tokentango.report.stats import as_number, metric_by_seed
+from tokentango.report.runs import Group, is_baseline
+from tokentango.report.stats import (
+    as_number,
+    metric_by_seed,
+    train_rows,
+    validation_mean,
+)
+
+BASELINE_COLOR, BAR_COLOR = "tab:orange", "tab:blue"
 
 
 def new_figure(ncols: int = 1) -> tuple[Figure, list]:
@@ -56,9 +63,20 @@ def _no_data(ax: Any, what: str) -> None:
 
 
 def plot_val_accuracy(groups: Sequence[Group], path: Path, target: float = 0.80) -> Path:
-    """Validation accuracy against step: mean per group, band = mean +- std over seeds."""
+    """Validation accuracy against step: mean per group, band = mean +- std over seeds; a
+    baseline (its steps are not training steps) as a dashed line at its mean best accuracy."""
     fig, (ax,) = new_figure()
-    if _plot_band(ax, groups, "val_accuracy"):
+    trained = [g for g in groups if not is_baseline(g)]
+    drew = _plot_band(ax, trained, "val_accuracy")
+    baselines = [g for g in groups if is_baseline(g)]
+    for i, group in enumerate(baselines):
+        level = validation_mean(group)
+        if level == level:  # not NaN
+            color = BASELINE_COLOR if len(baselines) == 1 else f"C{(len(trained) + i) % 10}"
+            ax.axhline(level, color=color, linestyle="--", linewidth=1.5,
+                       label=f"{group.label} {level:.3f}")  # fmt: skip
+            drew = True
+    if drew:
         ax.axhline(target, color="grey", linestyle="--", linewidth=1, label=f"target {target:g}")
         ax.legend(fontsize="small")
     else:
@@ -69,15 +87,18 @@ def plot_val_accuracy(groups: Sequence[Group], path: Path, target: float = 0.80)
     return Path(path)
 
 
-def plot_metric_bars(groups: Sequence[Group], path: Path, metric: str = "test_accuracy") -> Path:
-    """One bar per group: the mean of `metric`, error bar = std over seeds, dots = runs."""
+def plot_metric_bars(groups: Sequence[Group], path: Path, metric: str = "test_accuracy",
+                     title: str | None = None) -> Path:  # fmt: skip
+    """One bar per group: the mean of `metric`, error bar = std over seeds, dots = runs; a
+    baseline's bar in its own colour."""
     fig, (ax,) = new_figure()
     values = [[v for _, v in metric_by_seed(g, metric)] for g in groups]
     if any(values):
         x = np.arange(len(groups))
         means = [float(np.mean(v)) if v else 0.0 for v in values]
         stds = [float(np.std(v, ddof=1)) if len(v) >= 2 else 0.0 for v in values]
-        ax.bar(x, means, yerr=stds, capsize=4, color="tab:blue", alpha=0.7)
+        colors = [BASELINE_COLOR if is_baseline(g) else BAR_COLOR for g in groups]
+        ax.bar(x, means, yerr=stds, capsize=4, color=colors, alpha=0.7)
         for i, vals in enumerate(values):  # the runs themselves, so n and spread are visible
             ax.plot([i + 0.3] * len(vals), vals, "o", color="black", markersize=3, alpha=0.6)
         labels = [
@@ -86,20 +107,58 @@ def plot_metric_bars(groups: Sequence[Group], path: Path, metric: str = "test_ac
         ax.set_xticks(x, labels, rotation=20 if len(groups) > 3 else 0, fontsize="small")
     else:
         _no_data(ax, f"finished runs with {metric}")
-    ax.set(ylabel=metric, title=f"{metric} per group (mean ± std over seeds)")
+    ax.set(ylabel=metric, title=title or f"{metric} per group (mean ± std over seeds)")
     fig.savefig(path, dpi=110)
     return Path(path)
 
 
 def plot_losses(groups: Sequence[Group], path: Path) -> Path:
-    """Classification and MLM loss against step, mean per group with a std band."""
+    """Classification and MLM loss against step, mean per group with a std band (baselines,
+    which have no losses, left out)."""
     fig, axes = new_figure(2)
+    trained = [g for g in groups if not is_baseline(g)]
     for ax, key, title in ((axes[0], "cls_loss", "Classification loss"),
                            (axes[1], "mlm_loss", "MLM loss")):  # fmt: skip
-        if _plot_band(ax, groups, key):
+        if _plot_band(ax, trained, key):
             ax.legend(fontsize="small")
         else:
             _no_data(ax, key.replace("_", " ") + " (no run used it)" * (key == "mlm_loss"))
         ax.set(xlabel="step", ylabel=key, title=title)
+    fig.savefig(path, dpi=110)
+    return Path(path)
+
+
+def plot_data_scaling(groups: Sequence[Group], scaling: pd.DataFrame, path: Path,
+                      metric: str = "test_accuracy") -> Path:  # fmt: skip
+    """`metric` against the rows trained on (log x): one line per combination of the other
+    settings (`stats.data_scaling`'s `line`), mean with a +-std band, dots = runs; baselines
+    dashed."""
+    fig, (ax,) = new_figure()
+    drew = False
+    for line, points in scaling.groupby("line", sort=False):
+        points = points.dropna(subset=["train_rows", "mean"]).sort_values("train_rows")
+        if points.empty:
+            continue
+        dashed = bool(points["baseline"].any())
+        drawn = ax.plot(points["train_rows"], points["mean"], marker="o", label=line,
+                        linestyle="--" if dashed else "-")[0]  # fmt: skip
+        band = points["std"].notna()
+        if band.any():
+            ax.fill_between(points["train_rows"][band], (points["mean"] - points["std"])[band],
+                            (points["mean"] + points["std"])[band], color=drawn.get_color(),
+                            alpha=0.15)  # fmt: skip
+        for i in points["group"]:
+            runs = groups[i].ok_runs
+            xs = [train_rows(r) for r in runs]
+            ys = [as_number((r.results or {}).get(metric)) for r in runs]
+            ax.plot(xs, ys, ".", color=drawn.get_color(), alpha=0.5)
+        drew = True
+    if drew:
+        ax.set_xscale("log")
+        ax.legend(fontsize="small")
+    else:
+        _no_data(ax, f"finished runs with {metric} and train_rows")
+    ax.set(xlabel="training rows (log scale)", ylabel=metric,
+           title=f"{metric} by training rows (mean ± std over seeds)")  # fmt: skip
     fig.savefig(path, dpi=110)
     return Path(path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -16,6 +17,11 @@ from tokentango.config import REPORT_IGNORES, is_runtime_key, upgrade_flat
 # A node's `_target_` or `name` names a choice (optimizer=sgd, model=original); the other keys
 # of that node that follow from the choice are shown as implied, not as separate settings.
 CHOICE_LEAVES = ("_target_", "name")
+# Models that are reference points, not BERT encoders (model.name): no training steps, no losses.
+BASELINE_MODELS = ("tfidf_lr",)
+TRAIN_ROWS = "data.train_rows"  # the data-size setting; results.json `train_rows` is the count
+# Settings whose null means "all" (data.train_rows): ordered after every number.
+NULL_MEANS_ALL = (TRAIN_ROWS,)
 
 
 class ReportError(Exception):
@@ -56,9 +62,22 @@ class Group:
     implied: dict[str, Any] = field(default_factory=dict)  # dotted key -> value
     runs: list[Run] = field(default_factory=list)
 
+    tuned: dict[str, Any] = field(default_factory=dict)  # column -> value chosen on validation
+    tried: int = 0  # how many values of the tuned setting were tried
+
     @property
     def ok_runs(self) -> list[Run]:
         return [r for r in self.runs if r.ok]
+
+
+def is_baseline(item: Run | Group) -> bool:
+    """A run of a baseline model (config `model.name`, or results.json `baseline`/`model`);
+    a group whose runs are."""
+    if isinstance(item, Group):
+        return any(is_baseline(r) for r in item.runs)
+    results = item.results or {}
+    return (item.config.get("model.name") in BASELINE_MODELS or results.get("baseline") is True
+            or results.get("model") in BASELINE_MODELS)  # fmt: skip
 
 
 def _hashable(value: Any) -> Any:
@@ -192,6 +211,13 @@ def sort_key(value: Any) -> tuple:
     return (2, 0.0, str(value))
 
 
+def setting_order(column: str, value: Any) -> tuple:
+    """sort_key for a setting's value; null after every number where it means "all"."""
+    if value is None and column in NULL_MEANS_ALL:
+        return (1, math.inf, "")
+    return sort_key(value)
+
+
 def column_name(key: str) -> str:
     """Table column for a dotted key: a choice reads as its group, as on the command line
     (`optimizer._target_` as `optimizer`, `model.name` as `model`)."""
@@ -250,10 +276,13 @@ def group_runs(runs: Sequence[Run]) -> list[Group]:
     for run in runs:
         by_key.setdefault(tuple(run.config.get(k) for k in keys), []).append(run)
     groups = []
-    for values in sorted(by_key, key=lambda vs: tuple(sort_key(v) for v in vs)):
+    order = [column_name(k) for k in keys]
+    for values in sorted(by_key, key=lambda vs: tuple(map(setting_order, order, vs))):
         members = sorted(by_key[values], key=lambda r: (sort_key(r.seed), r.name))
         settings = {column_name(k): display_value(k, v) for k, v in zip(keys, values, strict=True)}
         label = ", ".join(f"{c}={format_value(v)}" for c, v in settings.items()) or "all runs"
+        if any(is_baseline(r) for r in members):
+            label += " (baseline)"
         first = members[0].config
         groups.append(Group(label=label, settings=settings,
                             implied={k: first.get(k) for k in implied}, runs=members))  # fmt: skip
