@@ -53,6 +53,11 @@ class Tracker(StrEnum):
     mlflow = "mlflow"
 
 
+class DataSplit(StrEnum):
+    random = "random"  # a stratified random split of the rows
+    domain = "domain"  # whole domains per split: no site on two sides
+
+
 class Schedule(StrEnum):
     constant = "constant"
     cosine = "cosine"
@@ -95,6 +100,9 @@ class DataConf:
     vocab_size: int = MISSING
     max_length: int = MISSING
     tokenizer_rows: int | None = MISSING
+    split: DataSplit = MISSING
+    # After loading: the training split cut to this many rows (a seeded sample); no cache.
+    train_rows: int | None = MISSING
 
 
 @dataclass
@@ -218,6 +226,8 @@ DROPPED_KEYS = ("paths",)
 # trained on while that is there: see data.load_run_dataset.)
 ADDED_KEYS = {
     "data.tokenizer_rows": None,  # every training row taught the tokenizer
+    "data.split": "random",  # rows split at random, domains on every side
+    "data.train_rows": None,  # the whole training split
     "scheduler.name": "constant",  # the learning rate stayed at optimizer.lr
     "scheduler.warmup_steps": 0,
     "scheduler.min_lr_ratio": 1.0,
@@ -365,6 +375,7 @@ _RANGES: list[tuple[str, Any, str]] = [
     ("data.max_length", lambda v: v >= 2, "must be >= 2"),
     ("data.vocab_size", lambda v: v >= 100, "must be >= 100"),
     ("data.tokenizer_rows", lambda v: v is None or v >= 1, "must be >= 1 or null"),
+    ("data.train_rows", lambda v: v is None or v >= 2, "must be >= 2 or null"),
     ("data.path", lambda v: v is None or Path(v).exists(), "no such file"),
     ("data.path", lambda v: v is None or Path(v).is_file(), "a folder, not a CSV file"),
     ("runtime.eval_batch_size", lambda v: v >= 1, "must be >= 1"),

@@ -7,7 +7,9 @@ file is 4 GB at FakeNewsCorpus's 995,000 rows and 8.5 million rows make the corp
    digest of its content, its domain and positions, and write its content (cut where no
    kept token can change, see `cut_at_whitespace`) to a spill file on disk;
 2. on those small columns: drop repeated contents by digest, balance, split (the same
-   functions, so the same rows as reading every content into one frame);
+   functions, so the same rows as reading every content into one frame); or, with
+   `split=domain`, assign whole domains to the splits and balance each split (see
+   `split_by_domain`);
 3. train the BPE tokenizer on at most `tokenizer_rows` training rows (a seeded sample);
 4. encode in chunks, in spill order, straight into the final `.npy` files.
 
@@ -19,6 +21,7 @@ it once and never see a half-written cache; they open its arrays memory-mapped.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -52,6 +55,7 @@ TYPE_TO_LABEL = {
     "political": 0, "reliable": 0,
 }  # fmt: skip
 SPLITS = ("train", "val", "test")
+SPLIT_KINDS = ("random", "domain")  # data.split: rows at random, or whole domains per split
 CACHE_VERSION = 2  # 2: per-row domain and CSV position; tokenizer on a bounded sample
 REQUIRED_COLUMNS = ("type", "content")
 # Characters spilled per token of max_length: generous, since a text that this leaves
@@ -79,6 +83,9 @@ class DataSettings:
     max_length: int
     tokenizer_rows: int | None  # training rows the tokenizer learns from; None: all
     chunk_rows: int  # CSV rows read at a time: memory only, not part of the cache key
+    # random: a stratified random split of the rows; domain: every domain on one side only.
+    # Keys the cache only when not `random`, so the caches built before it stay valid.
+    split: str = "random"
 
 
 @dataclass
@@ -235,16 +242,21 @@ def drop_duplicate_contents(frame: pd.DataFrame, stats: dict) -> pd.DataFrame:
     return deduplicated.reset_index(drop=True)
 
 
-def balance(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
-    """Down-sample every class to the size of the smallest one."""
-    import pandas as pd
-
+def require_both_classes(frame: pd.DataFrame) -> pd.Series:
+    """The rows of each class; DataError unless both classes have some."""
     counts = frame["label"].value_counts()
     if len(counts) < 2:
         found = ", ".join(f"{counts[k]} {LABEL_NAMES[k]}" for k in sorted(counts.index))
         raise DataError(f"need rows of both classes after the label map, found {found or 'none'}"
                         f" (types kept: {', '.join(TYPE_TO_LABEL)})")
-    n = counts.min()
+    return counts
+
+
+def balance(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """Down-sample every class to the size of the smallest one."""
+    import pandas as pd
+
+    n = require_both_classes(frame).min()
     parts = [g.sample(n=n, random_state=seed) for _, g in frame.groupby("label")]
     return pd.concat(parts).sort_index().reset_index(drop=True)
 
@@ -269,6 +281,72 @@ def split_frame(
     return {"train": train, "val": val, "test": test}
 
 
+def domain_strata(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per domain code of `frame`: its rows and its class (the majority label of
+    its rows; a tie counts as reliable), in code order."""
+    import pandas as pd
+
+    codes = frame["domain"].to_numpy(np.int64)
+    n = int(codes.max()) + 1 if len(codes) else 0
+    counts = np.bincount(codes * 2 + frame["label"].to_numpy(np.int64),
+                         minlength=2 * n).reshape(n, 2)  # fmt: skip
+    present = np.flatnonzero(counts.sum(axis=1))
+    return pd.DataFrame({"domain": present, "rows": counts[present].sum(axis=1),
+                         "label": (counts[present, 1] > counts[present, 0]).astype(np.int8)})
+
+
+def assign_domains(
+    strata: pd.DataFrame, val_frac: float, test_frac: float, seed: int
+) -> dict[str, np.ndarray]:
+    """The domain codes of each split: per class, the domains shuffled with `seed`, then
+    test and val filled in that order up to `test_frac` and `val_frac` of the class's rows
+    (a domain goes where the middle of its rows falls on the cumulative count), train the
+    rest; every split gets at least one domain of each class. The strata must hold at
+    least 3 domains of each class."""
+    rng = np.random.default_rng(seed)
+    chosen: dict[str, list[np.ndarray]] = {name: [] for name in SPLITS}
+    for label in (0, 1):
+        group = strata[strata["label"] == label]
+        order = rng.permutation(len(group))
+        domains = group["domain"].to_numpy()[order]
+        rows = group["rows"].to_numpy()[order].astype(np.float64)
+        middle = (np.cumsum(rows) - rows / 2) / rows.sum()
+        n = len(domains)
+        n_test = min(max(1, int((middle < test_frac).sum())), n - 2)
+        n_val = int((middle < test_frac + val_frac).sum()) - n_test
+        n_val = min(max(1, n_val), n - n_test - 1)
+        chosen["test"].append(domains[:n_test])
+        chosen["val"].append(domains[n_test : n_test + n_val])
+        chosen["train"].append(domains[n_test + n_val :])
+    return {name: np.concatenate(parts) for name, parts in chosen.items()}
+
+
+def split_by_domain(
+    frame: pd.DataFrame, val_frac: float, test_frac: float, seed: int, path: str | Path
+) -> dict[str, pd.DataFrame]:
+    """Train/val/test with every domain on one side only (FakeNewsCorpus labels rows by
+    their site, so a random split lets a model learn a site's style): whole domains are
+    assigned per class (`assign_domains`), then each split is balanced on its own. Rows
+    without a domain are one domain. DataError, naming the file, when a class has fewer
+    than 3 domains."""
+    strata = domain_strata(frame)
+    for label in (1, 0):
+        n = int((strata["label"] == label).sum())
+        if n < 3:
+            raise DataError(f"data.split=domain needs at least 3 domains of each class; {path} "
+                            f"has {n} {LABEL_NAMES[label]} domain{'' if n == 1 else 's'}")
+    assigned = assign_domains(strata, val_frac, test_frac, seed)
+    parts = {}
+    for name in SPLITS:
+        part = frame[frame["domain"].isin(assigned[name])]
+        try:
+            parts[name] = balance(part, seed)
+        except DataError as err:  # one class only: its domains hold no row of the other
+            raise DataError(f"{path}: the {name} split's {len(assigned[name])} domains hold "
+                            f"{len(part)} rows, not both classes; {err}") from err
+    return parts
+
+
 def split_rows(
     settings: DataSettings, spill: BinaryIO
 ) -> tuple[dict[str, pd.DataFrame], list[str], dict]:
@@ -278,18 +356,32 @@ def split_rows(
         path, settings.train_frac, settings.seed, settings.chunk_rows, spill,
         settings.max_length * SPILL_CHARS_PER_TOKEN,
     )  # fmt: skip
+    if settings.split not in SPLIT_KINDS:
+        raise DataError(f"unknown data.split {settings.split!r}: one of {', '.join(SPLIT_KINDS)}")
     try:
-        frame = balance(drop_duplicate_contents(frame, stats), settings.seed)
-        parts = split_frame(frame, settings.val_frac, settings.test_frac, settings.seed)
+        frame = drop_duplicate_contents(frame, stats)
+        if settings.split == "domain":
+            require_both_classes(frame)  # the same error as a random split's
+            parts = split_by_domain(frame, settings.val_frac, settings.test_frac,
+                                    settings.seed, path)  # fmt: skip
+            balanced_rows = sum(len(p) for p in parts.values())
+        else:
+            frame = balance(frame, settings.seed)
+            parts = split_frame(frame, settings.val_frac, settings.test_frac, settings.seed)
+            balanced_rows = len(frame)
     except DataError as err:  # the same messages, naming the file
-        raise DataError(f"{path}: {err}") from err.__cause__
+        message = str(err)
+        raise DataError(message if str(path) in message else f"{path}: {message}") \
+            from err.__cause__  # fmt: skip
     for name, part in parts.items():
         if len(part) == 0 or part["label"].nunique() < 2:
             raise DataError(
                 f"{path}: the {name} split has {len(part)} rows; need both classes "
                 "in every split (more rows or a larger train_frac)"
             )
-    stats["balanced_rows"] = len(frame)
+    stats["balanced_rows"] = balanced_rows
+    stats["split"] = settings.split
+    stats["split_domains"] = {name: int(part["domain"].nunique()) for name, part in parts.items()}
     return parts, domain_names, stats
 
 
@@ -422,6 +514,7 @@ def settings_from_config(cfg) -> DataSettings:
         val_frac=cfg.data.val_frac, test_frac=cfg.data.test_frac,
         vocab_size=cfg.data.vocab_size, max_length=cfg.data.max_length,
         tokenizer_rows=cfg.data.tokenizer_rows, chunk_rows=cfg.runtime.csv_chunk_rows,
+        split=str(cfg.data.split),
     )  # fmt: skip
 
 
@@ -440,6 +533,8 @@ def file_fingerprint(path: str | Path, sample_bytes: int = 1 << 22) -> str:
 
 def cache_key(settings: DataSettings) -> str:
     fields = {k: v for k, v in vars(settings).items() if k not in ("path", "chunk_rows")}
+    if fields.get("split") == "random":  # as before `split` existed: those caches stay valid
+        del fields["split"]
     fields["file"] = file_fingerprint(settings.path)
     fields["version"] = CACHE_VERSION
     blob = json.dumps(fields, sort_keys=True).encode()
@@ -478,6 +573,14 @@ def describe(stats: dict) -> str:
     s = stats
     domains = f" from {s['domains']:,} domains" if "domains" in s else ""  # not in version 1
     learnt_from = s.get("tokenizer_rows", s["train_rows"])
+    split = s.get("split", s["settings"].get("split", "random"))
+    if "split_domains" in s:  # built since data.split: the domains of each split
+        d = s["split_domains"]
+        how = "disjoint" if split == "domain" else "shared between splits"
+        split_line = [f"  split {split}: domains train {d['train']:,}, val {d['val']:,}, "
+                      f"test {d['test']:,} ({how})"]
+    else:
+        split_line = []
     return "\n".join([
         f"{s['settings']['path']}",
         f"  read {s['rows_read']:,} rows, sampled {s['rows_sampled']:,} "
@@ -487,6 +590,7 @@ def describe(stats: dict) -> str:
         f"  kept {s['rows_kept'] - s['dropped_duplicate']:,}{domains}, "
         f"balanced to {s['balanced_rows']:,}: train {s['train_rows']:,}, "
         f"val {s['val_rows']:,}, test {s['test_rows']:,}",
+        *split_line,
         f"  tokenizer: {s['vocab_size']:,} tokens learnt from {learnt_from:,} training rows",
     ])  # fmt: skip
 
@@ -555,6 +659,7 @@ def load_run_dataset(cfg, data_cache: str | None = None) -> Dataset:
     cache = Path(cfg.runtime.data_dir) / "cache" / (data_cache or "-")
     if data_cache and (cache / "meta.json").is_file():
         built_for = json.loads((cache / "meta.json").read_text())["settings"]
+        built_for = {**_SAME_DATA_BEFORE, **built_for}
         if all(built_for[k] == getattr(settings, k) for k in _SAME_DATA) and \
                 Path(built_for["path"]).name == Path(settings.path).name:  # fmt: skip
             return load_cache_dir(cache)
@@ -562,7 +667,56 @@ def load_run_dataset(cfg, data_cache: str | None = None) -> Dataset:
 
 
 # The settings that make the same rows and tokens, whatever the preprocessing version.
-_SAME_DATA = ("train_frac", "seed", "val_frac", "test_frac", "vocab_size", "max_length")
+_SAME_DATA = ("train_frac", "seed", "val_frac", "test_frac", "vocab_size", "max_length",
+              "split")  # fmt: skip
+# What a cache built before a setting existed was built with.
+_SAME_DATA_BEFORE = {"split": "random"}
+
+
+def split_summary(dataset: Dataset) -> dict:
+    """Each split's rows and domains, and the kind of split: for results.json and logs.
+    Domains come from the cache's stats, else (a cache built before data.split) from its
+    domain arrays; None where the cache keeps no domains."""
+    stats = dataset.stats
+    domains = stats.get("split_domains")
+    if domains is None and all(s.domains is not None for s in dataset.splits.values()):
+        domains = {name: int(len(np.unique(np.asarray(s.domains))))
+                   for name, s in dataset.splits.items()}  # fmt: skip
+    return {
+        "split": stats.get("split", stats.get("settings", {}).get("split", "random")),
+        "split_rows": {name: len(s) for name, s in dataset.splits.items()},
+        "split_domains": domains,
+    }
+
+
+_SUBSAMPLE_STREAM = 0x7472  # keeps the subsample's draws apart from other uses of the seed
+
+
+def subsample_train(dataset: Dataset, n_rows: int | None, seed: int) -> Dataset:
+    """`dataset` with its training split cut to a seeded, class-stratified sample of
+    `n_rows` rows (half of each class, as far as the split has them; kept in split order);
+    val and test unchanged. `n_rows` None: `dataset` itself. The same seed draws the same
+    rows, and for one seed a smaller sample is part of a larger one, so the points of a
+    data-size curve differ only by the rows added. ConfigError (data.train_rows) when the
+    split has fewer rows."""
+    if n_rows is None:
+        return dataset
+    train = dataset.splits["train"]
+    if not 1 <= n_rows <= len(train):
+        from tokentango.config import ConfigError
+
+        path = dataset.stats.get("settings", {}).get("path", dataset.cache_dir)
+        raise ConfigError(f"invalid config value data.train_rows={n_rows}: the training split "
+                          f"of {path} has {len(train)} rows; use at most {len(train)} or "
+                          "null (all)")  # fmt: skip
+    labels = np.asarray(train.labels)
+    rng = np.random.default_rng([seed, _SUBSAMPLE_STREAM])
+    by_class = [rng.permutation(np.flatnonzero(labels == label)) for label in (0, 1)]
+    fake = min(len(by_class[1]), n_rows // 2)
+    reliable = min(len(by_class[0]), n_rows - fake)
+    fake = n_rows - reliable  # the other class fills in where one has too few
+    index = np.sort(np.concatenate([by_class[0][:reliable], by_class[1][:fake]]))
+    return dataclasses.replace(dataset, splits={**dataset.splits, "train": train.subset(index)})
 
 
 def batch_tensors(

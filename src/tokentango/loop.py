@@ -30,6 +30,8 @@ from tokentango.data import (
     describe,
     epoch_batches,
     load_run_dataset,
+    split_summary,
+    subsample_train,
 )
 from tokentango.device import (
     autocast,
@@ -83,6 +85,7 @@ class Training:
     state: LoopState
     total_steps: int
     batches_per_epoch: int
+    train_rows_available: int  # the training split's rows before data.train_rows cut it
     epoch_order: tuple[int, list[np.ndarray]] = (-1, [])  # (epoch, its batches)
     checkpointed_step: int = -1  # the step of the newest checkpoint this run has
 
@@ -112,6 +115,13 @@ def set_up(
     data = load_run_dataset(cfg, trained_on)
     log.info("data (%s %s):\n%s", "cache" if data.from_cache else "built into",
              data.cache_dir, describe(data.stats))  # fmt: skip
+    available = len(data.splits["train"])
+    data = subsample_train(data, cfg.data.train_rows, cfg.seed)  # same seed, same rows
+    if cfg.data.train_rows is not None:
+        counts = np.bincount(np.asarray(data.splits["train"].labels), minlength=2)
+        log.info("data.train_rows=%d: training on %d of the %d training rows (%d reliable, "
+                 "%d fake; drawn with seed %d)", cfg.data.train_rows, len(data.splits["train"]),
+                 available, counts[0], counts[1], cfg.seed)  # fmt: skip
     keep_freed_memory()  # after the data: a step's activations are reused, not re-faulted
     model = build_model(cfg.model, data.vocab_size, cfg.data.max_length).to(device)
     optimizer = instantiate(cfg.optimizer, params=model.parameters(), _convert_="all")
@@ -122,9 +132,10 @@ def set_up(
     n_train = len(data.splits["train"])
     if t.batch_size > n_train:  # every batch would be the whole split: surely a slip
         path = data.stats.get("settings", {}).get("path")
+        cut = "" if cfg.data.train_rows is None else f", data.train_rows {cfg.data.train_rows}"
         raise ConfigError(f"invalid config value trainer.batch_size={t.batch_size}: larger than "
-                          f"the {n_train} training rows of {path} (train_frac {cfg.train_frac}); "
-                          f"use at most {n_train}")
+                          f"the {n_train} training rows of {path} (train_frac {cfg.train_frac}"
+                          f"{cut}); use at most {n_train}")
     per_epoch = len(epoch_batches(data.splits["train"].lengths, t.batch_size, cfg.seed, 0))
     total = per_epoch * t.epochs if t.max_steps is None else min(per_epoch * t.epochs, t.max_steps)
     training = Training(
@@ -132,6 +143,7 @@ def set_up(
         optimizer=optimizer, device=device,
         checkpoint_dir=rundir.checkpoint_dir(run_dir, cfg.runtime.checkpoint_dir),
         state=LoopState(), total_steps=total, batches_per_epoch=per_epoch,
+        train_rows_available=available,
     )  # fmt: skip
     if not cfg.runtime.checkpoint_dir:  # its own folder: a killed write's leftovers go
         checkpoints.remove_unfinished_writes(training.checkpoint_dir)
@@ -395,7 +407,10 @@ def final_results(training: Training) -> dict[str, Any]:
         "confusion_matrix": test["confusion_matrix"], "test_rows": test["n"],
         "optimizer": optimizer_name(cfg), "lr": cfg.optimizer.lr, "use_mlm": cfg.use_mlm,
         "seed": cfg.seed, "train_frac": cfg.train_frac, "model": cfg.model.name,
-        "data": cfg.data.name, "steps": state.step, "epochs_completed": state.epoch,
+        "data": cfg.data.name, **split_summary(training.data),
+        "train_rows": len(training.data.splits["train"]),
+        "train_rows_available": training.train_rows_available,
+        "steps": state.step, "epochs_completed": state.epoch,
         "samples": state.samples, "best_step": state.best_step,
         "best_val_accuracy": state.best_val_accuracy, "best_checkpoint": str(best),
         "train_seconds": round(state.seconds, 3),
