@@ -145,7 +145,7 @@ def test_help_lists_the_real_choices_only(capsys) -> None:
     out = capsys.readouterr().out
     groups = dict(re.findall(r"^(\w+): (.+)$", out, re.M))
     assert groups["optimizer"] == "adam, adamw, sgd"
-    assert groups["model"] == "original, small"
+    assert groups["model"] == "original, small, tfidf_lr"
     assert groups["objective"] == "mlm, no_mlm"
     assert "schema" not in out and "run_name: null" in out
 

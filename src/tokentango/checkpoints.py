@@ -349,11 +349,36 @@ def find_checkpoint(spec: str, search_dir: str | Path) -> Path:
     if path.is_dir():
         found = latest_checkpoint(path)
         if found is None:
+            model = baseline_model(path)
+            if model is not None:
+                raise CheckpointError(
+                    f"checkpoint={spec}: a model={model} run has no checkpoint (a baseline "
+                    "writes none: nothing to evaluate, predict with or resume); rerun it with "
+                    f"model={model}: it takes seconds"
+                )  # fmt: skip
             raise CheckpointError(f"checkpoint={spec}: no checkpoint found under {path}")
         return found
     if not path.is_file():
         raise CheckpointError(f"checkpoint={spec}: no such file or folder")
     return path
+
+
+def baseline_model(run_dir: Path) -> str | None:
+    """The model choice of a baseline run folder (model=tfidf_lr), else None: read from its
+    results.json, or its .hydra/config.yaml while it has none."""
+    from omegaconf import OmegaConf
+
+    from tokentango.config import BASELINE_MODELS
+    from tokentango.rundir import CONFIG_FILE, read_results
+
+    results = read_results(run_dir) or {}
+    name = results.get("model")
+    if name is None and (run_dir / CONFIG_FILE).is_file():
+        try:
+            name = OmegaConf.select(OmegaConf.load(run_dir / CONFIG_FILE), "model.name")
+        except Exception:  # an unreadable config: not known to be a baseline
+            name = None
+    return str(name) if name in BASELINE_MODELS else None
 
 
 def require_same_tokenizer(path: str | Path, trained_with: str | None, data) -> None:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CONF_DIR = PROJECT_ROOT / "conf"
@@ -106,7 +106,7 @@ class DataConf:
 
 
 @dataclass
-class ModelConf:
+class BertConf:  # the transformer encoders (model=small|original)
     name: str = MISSING
     d_model: int = MISSING
     n_heads: int = MISSING
@@ -115,6 +115,16 @@ class ModelConf:
     dropout: float = MISSING
     activation: str = MISSING
     norm_first: bool = MISSING
+
+
+@dataclass
+class TfidfLRConf:  # model=tfidf_lr: TF-IDF over token-id n-grams + logistic regression
+    name: str = MISSING
+    ngram_range: list[int] = MISSING
+    min_df: int = MISSING
+    max_features: int | None = MISSING
+    C: list[float] = MISSING
+    max_iter: int = MISSING
 
 
 @dataclass
@@ -168,7 +178,8 @@ class Config:
     scheduler: SchedulerConf = field(default_factory=SchedulerConf)
     objective: ObjectiveConf = field(default_factory=ObjectiveConf)
     data: DataConf = field(default_factory=DataConf)
-    model: ModelConf = field(default_factory=ModelConf)
+    # Typed per choice, as the optimizer is (MODEL_SCHEMAS): conf/model/*.yaml name the schema.
+    model: Any = MISSING
     trainer: TrainerConf = field(default_factory=TrainerConf)
     runtime: RuntimeConf = field(default_factory=RuntimeConf)
     tracking: TrackingConf = field(default_factory=TrackingConf)
@@ -201,6 +212,8 @@ def register_configs() -> None:
     cs.store(name="tokentango_schema", node=Config)
     cs.store(name="adam_schema", node=AdamConf)
     cs.store(name="sgd_schema", node=SGDConf)
+    cs.store(name="bert_schema", node=BertConf)
+    cs.store(name="tfidf_lr_schema", node=TfidfLRConf)
 
 
 # --- renamed keys ---------------------------------------------------------------------
@@ -365,10 +378,6 @@ _RANGES: list[tuple[str, Any, str]] = [
     ("trainer.early_stopping.patience", lambda v: v >= 1, "must be >= 1"),
     ("scheduler.warmup_steps", lambda v: v >= 0, "must be >= 0"),
     ("scheduler.min_lr_ratio", lambda v: 0.0 <= v <= 1.0, "must be in [0, 1]"),
-    *[(f"model.{k}", lambda v: v >= 1, "must be >= 1")
-      for k in ("d_model", "n_heads", "n_layers", "d_ff")],
-    ("model.dropout", lambda v: 0.0 <= v < 1.0, "must be in [0, 1)"),
-    ("model.activation", lambda v: v in ("relu", "gelu"), "must be relu or gelu"),
     ("data.sample_rows", lambda v: v >= 100, "must be >= 100"),
     ("data.val_frac", lambda v: 0.0 < v < 0.5, "must be in (0, 0.5)"),
     ("data.test_frac", lambda v: 0.0 < v < 0.5, "must be in (0, 0.5)"),
@@ -397,14 +406,75 @@ def validate(cfg: DictConfig) -> None:
             continue
         value = OmegaConf.select(cfg, key)
         _check(ok(value), key, value, why)
+    if is_baseline(cfg):
+        validate_baseline(cfg)
+        return
+    for key, ok, why in _BERT_RANGES:
+        value = OmegaConf.select(cfg, key)
+        _check(ok(value), key, value, why)
     m = cfg.model
     _check(m.d_model % m.n_heads == 0, "model.n_heads", m.n_heads,
            f"must divide model.d_model={m.d_model}")  # fmt: skip
 
 
+_BERT_RANGES: list[tuple[str, Any, str]] = [
+    *[(f"model.{k}", lambda v: v >= 1, "must be >= 1")
+      for k in ("d_model", "n_heads", "n_layers", "d_ff")],
+    ("model.dropout", lambda v: 0.0 <= v < 1.0, "must be in [0, 1)"),
+    ("model.activation", lambda v: v in ("relu", "gelu"), "must be relu or gelu"),
+]  # fmt: skip
+
+# model.name of the baselines (no transformer, no checkpoint: tokentango.baseline).
+BASELINE_MODELS = ("tfidf_lr",)
+
+
+def is_baseline(cfg: DictConfig) -> bool:
+    """Whether a config trains a baseline (tokentango.baseline) instead of an encoder."""
+    return OmegaConf.select(cfg, "model.name") in BASELINE_MODELS
+
+
+def _ngram_range_ok(v: Any) -> bool:
+    return len(v) == 2 and 1 <= v[0] <= v[1]
+
+
+_BASELINE_RANGES: list[tuple[str, Any, str]] = [
+    ("model.ngram_range", _ngram_range_ok, "must be [min_n, max_n] with 1 <= min_n <= max_n"),
+    ("model.min_df", lambda v: v >= 1, "must be >= 1 (documents a feature occurs in)"),
+    ("model.max_features", lambda v: v is None or v >= 1, "must be >= 1 or null"),
+    ("model.C", lambda v: len(v) >= 1, "must list at least one value"),
+    ("model.C", lambda v: all(c > 0 for c in v), "every value must be > 0"),
+    ("model.max_iter", lambda v: v >= 1, "must be >= 1"),
+]  # fmt: skip
+
+
+def validate_baseline(cfg: DictConfig) -> None:
+    """A baseline's own keys, and the settings that mean nothing without an encoder."""
+    for key, ok, why in _BASELINE_RANGES:
+        value = OmegaConf.select(cfg, key)
+        shown = OmegaConf.to_container(value) if isinstance(value, ListConfig) else value
+        _check(ok(value), key, shown, why)
+    name = cfg.model.name
+    if cfg.use_mlm:
+        raise ConfigError(f"use_mlm=true has no meaning for model={name}: it has no "
+                          "masked-language-model objective (leave use_mlm out, or false)")
+    if cfg.checkpoint != "train":
+        raise ConfigError(f"invalid config value checkpoint={cfg.checkpoint!r}: a model={name} "
+                          "run writes no checkpoint, so there is nothing to resume; rerun it "
+                          "(it takes seconds)")
+
+
 # The optimizer node is typed `Any` (its keys depend on the optimizer): its schema by class.
 OPTIMIZER_SCHEMAS = {"torch.optim.Adam": AdamConf, "torch.optim.AdamW": AdamConf,
                      "torch.optim.SGD": SGDConf}  # fmt: skip
+
+
+# The model node is typed `Any` too (an encoder's keys are not a baseline's): its schema by
+# name; a name not listed is an encoder's (a preset renamed with `model.name=`).
+MODEL_SCHEMAS = {"small": BertConf, "original": BertConf, "tfidf_lr": TfidfLRConf}
+
+
+def model_schema(name: Any) -> type:
+    return MODEL_SCHEMAS.get(str(name), BertConf)
 
 
 def _schema_of(type_: Any) -> type | None:
@@ -429,6 +499,8 @@ def unknown_keys(cfg: DictConfig, schema: type = Config, prefix: str = "") -> li
         sub = _schema_of(hints[key])
         if sub is None and name == "optimizer":
             sub = OPTIMIZER_SCHEMAS.get(str(node.get("_target_")))
+        if sub is None and name == "model":
+            sub = model_schema(node.get("name"))
         if sub is not None:
             found += unknown_keys(node, sub, f"{name}.")
     return found
@@ -447,15 +519,43 @@ def known_key(key: str, schema: type = Config) -> bool:
     hints = typing.get_type_hints(schema)
     if name not in hints:
         return False
+    if schema is Config and name == "model" and rest:  # typed per choice: any model's key
+        return any(known_key(rest, s) for s in set(MODEL_SCHEMAS.values()))
     sub = _schema_of(hints[name])
     return not rest or sub is None or known_key(rest, sub)
+
+
+def default_choice(group: str) -> str | None:
+    """The option conf/config.yaml's defaults list picks for a group."""
+    for entry in OmegaConf.load(CONF_DIR / "config.yaml").get("defaults", []):
+        if isinstance(entry, DictConfig) and group in entry:
+            return str(entry[group])
+    return None
+
+
+def check_model_keys(parsed: list[Any]) -> None:
+    """`model.KEY=...` for a model choice whose schema lacks KEY (`model=tfidf_lr
+    model.d_model=16`) as one line, before Hydra's own multi-line composition error."""
+    choices = [v for o in parsed if o.key_or_group == "model" and not o.package
+               for v in (o.sweep_string_iterator() if o.is_choice_sweep()
+                         else [] if o.is_sweep_override() else [o.value()])]  # fmt: skip
+    for o in parsed:
+        key = o.key_or_group
+        if not key.startswith("model.") or o.is_hydra_override() or o.package:
+            continue
+        for choice in [str(c) for c in choices] or [default_choice("model")]:
+            schema = MODEL_SCHEMAS.get(str(choice))
+            if schema is not None and not known_key(key.partition(".")[2], schema):
+                keys = ", ".join(f.name for f in dataclasses.fields(schema))
+                raise ConfigError(f"unknown key {key} for model={choice}: its keys are {keys}")
 
 
 def check_override_keys(overrides: list[str]) -> None:
     """An unknown key or group option (`bogus=1`, `+nonsense_key=1`, `optimizer=rmsprop`,
     a sweep holding one) as one line before Hydra starts: Hydra's own message spans lines,
     and Hydra's `+` adds any key."""
-    for o in parse_overrides(overrides):
+    parsed = parse_overrides(overrides)
+    for o in parsed:
         if o.is_hydra_override() or o.package:
             continue
         group = CONF_DIR / o.key_or_group
@@ -472,6 +572,7 @@ def check_override_keys(overrides: list[str]) -> None:
             if value is not None and str(value) not in choices:
                 raise ConfigError(f"unknown {o.key_or_group} {str(value)!r}: the choices are "
                                   f"{', '.join(choices)} (conf/{o.key_or_group}/)")
+    check_model_keys(parsed)
 
 
 # --- the original's environment variables ---------------------------------------------

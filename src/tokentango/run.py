@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from tokentango import checkpoints, rundir
 from tokentango.config import (
+    BASELINE_MODELS,
     BUDGET_KEYS,
     CONF_DIR,
     RESUME_IGNORES_SILENTLY,
@@ -34,6 +35,7 @@ from tokentango.config import (
     check_override_keys,
     check_run_name,
     default_experiments_dir,
+    is_baseline,
     is_runtime_key,
     override_keys,
     parse_overrides,
@@ -79,8 +81,11 @@ def main(cfg: DictConfig) -> float | None:
         # joblib sets them in its workers itself (cores // n_jobs).
         cfg.runtime.threads = int(cpus)
     from tokentango.data import DataError
-    from tokentango.loop import run_identity, train
 
+    if is_baseline(cfg):  # model=tfidf_lr: no encoder, no checkpoint, seconds
+        from tokentango.baseline import run_identity, train
+    else:
+        from tokentango.loop import run_identity, train
     try:
         results = train(cfg, run_dir, run_name, plan["resume_from"])
     except RunInterrupted as stop:
@@ -188,8 +193,10 @@ def resume_config(cfg: DictConfig, meta: dict, task_overrides: list[str]) -> Dic
 def print_results(results: dict, run_dir: Path) -> None:
     from tokentango.evaluate import format_confusion
 
+    steps = f"{results['steps']} C values (kept C={results['C']:g})" if results.get("baseline") \
+        else f"{results['steps']} steps"
     print(
-        f"\n{results['run_name']}: {results['status']} after {results['steps']} steps "
+        f"\n{results['run_name']}: {results['status']} after {steps} "
         f"({results['train_seconds']:.0f}s, {results['samples_per_second']:.0f} samples/s)\n"
         f"test accuracy {results['test_accuracy']:.4f}  precision {results['test_precision']:.4f}"
         f"  recall {results['test_recall']:.4f}  f1 {results['test_f1']:.4f}\n"
@@ -257,6 +264,10 @@ def prepare_overrides(argv: list[str], environ: dict[str, str]) -> list[str]:
     check_override_keys(overrides)
     check_run_name(_value_of(overrides, "run_name"))  # before Hydra makes its folder
     spec = _value_of(overrides, "checkpoint") or "train"
+    model = _value_of(overrides, "model")
+    if spec != "train" and model in BASELINE_MODELS:
+        raise ConfigError(f"checkpoint={spec}: a model={model} run writes no checkpoint, so "
+                          "there is nothing to resume; rerun it (it takes seconds)")
     if spec != "train" and multirun:
         raise ConfigError(
             f"checkpoint={spec} resumes one run; to resume a sweep, rerun the same --multirun "
