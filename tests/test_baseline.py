@@ -75,6 +75,30 @@ def test_the_baseline_reads_the_transformer_rows(trained_run: Path, baseline_run
         == len(test)  # fmt: skip
 
 
+def test_with_train_rows_the_baseline_fits_the_encoders_subsample(
+    tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """data.train_rows cuts the training split the same way (the run's seed) for both."""
+    from tests.conftest import tiny
+    from tokentango.loop import set_up
+
+    training = set_up(tiny(data_dir, "data.train_rows=64", "seed=5"), tmp_path / "enc", "enc")
+    fitted: list[np.ndarray] = []
+    real_features = baseline.features
+
+    def spy(split, vectorizer, fit=False):
+        if fit:
+            fitted.append(np.asarray(split.rows))
+        return real_features(split, vectorizer, fit)
+
+    monkeypatch.setattr(baseline, "features", spy)
+    results = baseline.train(baseline_cfg(data_dir, "data.train_rows=64", "seed=5"),
+                             tmp_path / "base", "base")  # fmt: skip
+    assert np.array_equal(fitted[0], training.data.splits["train"].rows)
+    assert results["train_rows"] == 64 and results["train_rows_available"] > 64
+    assert results["split"] == "random"
+
+
 def test_a_real_baseline_run_writes_results_and_metrics_in_seconds(baseline_run: Path) -> None:
     results = read_results(baseline_run)
     assert results["status"] == "completed" and results["model"] == "tfidf_lr"

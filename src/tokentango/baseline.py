@@ -30,7 +30,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from tokentango import rundir, tracking
-from tokentango.data import Split, describe, load_run_dataset
+from tokentango.data import Split, describe, load_run_dataset, split_summary, subsample_train
 from tokentango.evaluate import classification_metrics
 from tokentango.interrupt import StopNow, StopRequests
 
@@ -145,8 +145,11 @@ def train(
             data = load_run_dataset(cfg)
             log.info("data (%s %s):\n%s", "cache" if data.from_cache else "built into",
                      data.cache_dir, describe(data.stats))  # fmt: skip
+            available = len(data.splits["train"])
+            data = subsample_train(data, cfg.data.train_rows, cfg.seed)  # the encoders' rows
             with tracking.tracked(cfg, run_dir, run_name, 0) as tracker:
                 results = fit_and_score(cfg, data, run_dir, run_name, tracker, started)
+                results["train_rows_available"] = available
                 rundir.write_json(run_dir / rundir.RESULTS_FILE, results)
                 stops.restore()
                 tracker.finish(results)
@@ -198,7 +201,8 @@ def fit_and_score(
         "test_accuracy": test["accuracy"], "test_precision": test["precision"],
         "test_recall": test["recall"], "test_f1": test["f1"],
         "confusion_matrix": test["confusion_matrix"], "test_rows": test["n"],
-        "lr": None, "data": cfg.data.name, "steps": len(m.C), "epochs_completed": None,
+        "lr": None, "data": cfg.data.name, **split_summary(data),
+        "train_rows": len(splits["train"]), "steps": len(m.C), "epochs_completed": None,
         "samples": fitted_rows, "best_step": chosen.step,
         "best_val_accuracy": chosen.val_accuracy, "best_checkpoint": None, "C": chosen.C,
         "features": int(n_features), "train_seconds": round(time.perf_counter() - started, 3),
