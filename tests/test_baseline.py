@@ -237,18 +237,19 @@ def test_validate_refuses_resuming_a_baseline(data_dir: Path) -> None:
         validate(baseline_cfg(data_dir, "checkpoint=/some/file.pt"))
 
 
-def test_the_baseline_experiment_filters_out_exactly_the_mlm_baseline_jobs() -> None:
+@pytest.mark.parametrize("study", ["mlm_ablation", "split_comparison", "data_scaling"])
+def test_the_studies_filter_out_exactly_the_mlm_baseline_jobs(study: str) -> None:
     from hydra_filter_sweeper import Expression
     from omegaconf import OmegaConf
 
-    sweeper = compose("+experiment=baseline", with_hydra=True).hydra.sweeper
+    sweeper = compose(f"+experiment={study}", with_hydra=True).hydra.sweeper
     assert sweeper._target_ == "hydra_plugins.filter.FilterSweeper"
     (spec,) = OmegaConf.to_container(sweeper.filters)
     expr = spec["hydra_filter_sweeper.Expression"]["expr"]
     dropped = []
     for model in ("small", "tfidf_lr"):
         for use_mlm in ("true", "false"):
-            cfg = compose("+experiment=baseline", f"model={model}", f"use_mlm={use_mlm}")
+            cfg = compose(f"+experiment={study}", f"model={model}", f"use_mlm={use_mlm}")
             plain = OmegaConf.to_container(cfg, resolve=True)  # as the sweeper hands it over
             if Expression(config=plain, directory="").filter(expr=expr):
                 dropped.append((model, use_mlm))
