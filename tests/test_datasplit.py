@@ -273,9 +273,9 @@ def test_a_killed_run_on_a_subsample_resumes_exactly(
 
 
 @pytest.mark.parametrize("name,swept", [
-    ("split_comparison", {"data.split": ["random", "domain"], "use_mlm": ["true", "false"],
+    ("split_comparison", {"model": ["small", "tfidf_lr"], "data.split": ["random", "domain"], "use_mlm": ["true", "false"],
                           "seed": ["42", "69", "123"]}),
-    ("data_scaling", {"data.train_rows": ["128", "405", "1280", "4050", "null"],
+    ("data_scaling", {"model": ["small", "tfidf_lr"], "data.train_rows": ["128", "405", "1280", "4050", "null"],
                       "use_mlm": ["true", "false"], "seed": ["42", "69", "123"]}),
 ])  # fmt: skip
 def test_the_new_experiments_compose_and_validate(name: str, swept: dict) -> None:
