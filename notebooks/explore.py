@@ -32,21 +32,38 @@ def _(explore, mo):
     _args = mo.cli_args()
     experiments = explore.experiments_dir(_args.get("experiments"))
     _sweep = _args.get("sweep") or []
-    preselected = [_sweep] if isinstance(_sweep, str) else list(_sweep)
-    get_picked, set_picked = mo.state(preselected)
+    get_picked, set_picked = mo.state([_sweep] if isinstance(_sweep, str) else list(_sweep))
+    # The folder list is state: a refresh that finds no new folder leaves the picker, and so
+    # every filter below it, as they are.
+    get_folders, set_folders = mo.state(explore.list_folders(experiments))
+    # The values each setting filter leaves out, and the --tune key: kept when the filters are
+    # made anew (another folder picked, a new folder found).
+    get_excluded, set_excluded = mo.state({})
+    get_tune, set_tune = mo.state(None)
     refresh = mo.ui.refresh(options=["5s", "10s", "30s", "1m"], label="Refresh")
     mo.vstack([
         mo.md(f"# tokentango explorer\n\nExperiments folder: `{experiments}`"),
         mo.hstack([refresh, mo.md("re-reads the folders (a running sweep's new results); "
                                   "pick an interval to follow it")], justify="start"),
     ])
-    return experiments, get_picked, refresh, set_picked
+    return (
+        experiments, get_excluded, get_folders, get_picked, get_tune, refresh, set_excluded,
+        set_folders, set_picked, set_tune,
+    )
 
 
 @app.cell
-def _(experiments, explore, get_picked, mo, refresh, set_picked):
-    refresh.value  # re-list the folders on every refresh
-    folders = explore.list_folders(experiments)
+def _(experiments, explore, get_folders, refresh, set_folders):
+    refresh.value  # look for new folders on every refresh
+    _now = explore.list_folders(experiments)
+    if _now != get_folders():
+        set_folders(_now)
+    return
+
+
+@app.cell
+def _(experiments, explore, get_folders, get_picked, mo, set_picked):
+    folders = get_folders()
     _empty = explore.empty_message(experiments, folders)
     mo.stop(_empty is not None, mo.callout(mo.md(_empty or ""), kind="warn"))
     _options = {f.label: str(f.path) for f in folders}
@@ -60,19 +77,27 @@ def _(experiments, explore, get_picked, mo, refresh, set_picked):
 
 
 @app.cell
-def _(explore, folder_picker, group_runs, mo):
+def _(
+    explore, folder_picker, get_excluded, get_tune, group_runs, mo, set_excluded, set_tune,
+):
     # The filters are made when the folders are chosen (not on refresh, which would reset them).
     _groups = group_runs(explore.load_runs(folder_picker.value).runs)
     choices = explore.setting_choices(_groups)
+    _excluded = get_excluded()
     setting_filters = mo.ui.dictionary({
-        column: mo.ui.multiselect(options=list(values), value=list(values), label=column)
+        column: mo.ui.multiselect(
+            options=list(values), label=column,
+            value=[v for v in values if v not in _excluded.get(column, ())])
         for column, values in choices.items()
-    }, label="Swept settings")
+    }, label="Swept settings", on_change=lambda chosen: set_excluded(
+        explore.excluded_values(choices, chosen, get_excluded())))  # fmt: skip
     baseline_switch = mo.ui.switch(value=True, label="baseline row")
     metric = mo.ui.dropdown(options=list(explore.METRICS), value="test_accuracy", label="metric")
     target = mo.ui.number(start=0.0, stop=1.0, step=0.01, value=0.80, label="target accuracy")
-    tune_key = mo.ui.dropdown(options=explore.tune_choices(_groups), value=None,
-                              label="--tune (best value by validation)")  # fmt: skip
+    _tunable = explore.tune_choices(_groups)
+    tune_key = mo.ui.dropdown(options=_tunable, label="--tune (best value by validation)",
+                              value=get_tune() if get_tune() in _tunable else None,
+                              on_change=set_tune)  # fmt: skip
     mo.stop(not folder_picker.value, mo.md("Pick one or more folders above."))
     mo.vstack([
         mo.hstack([metric, target, tune_key, baseline_switch], justify="start"),
@@ -102,6 +127,7 @@ def _(explore, folder_picker, loaded, metric, mo, views):
     _problems = explore.problem_runs(loaded.runs)
     _jobs = explore.jobs([p for p in folder_picker.value if "/sweeps/" in p.replace("\\", "/")])
     _notes = [mo.callout(mo.md(p), kind="warn") for p in loaded.problems]
+    mo.stop(not loaded.runs, mo.vstack(_notes))
     _sections = {
         "Runs (every run, every status)": mo.ui.table(explore.rounded(views.runs),
                                                       selection=None),
@@ -138,11 +164,11 @@ def _(explore, folder_picker, loaded, metric, mo, views):
 
 
 @app.cell
-def _(experiments, filter_checkpoints, folder_picker, list_checkpoints, mo):
+def _(experiments, folder_picker, list_checkpoints, mo):
     # Checkpoints of the chosen folders (all of experiments/ when none is chosen), filtered
     # and sorted as `python -m tokentango.checkpoints list` does.
     checkpoint_dirs = folder_picker.value or [str(experiments)]
-    _metas = filter_checkpoints(list_checkpoints(*checkpoint_dirs))
+    _metas = list_checkpoints(*checkpoint_dirs)
     _optimizers = sorted({str(m["optimizer"]) for m in _metas if m.get("optimizer")})
     _names = sorted({str(m["run_name"]) for m in _metas if m.get("run_name")})
     ckpt_sort = mo.ui.radio(options=["timestamp", "accuracy"], value="timestamp",

@@ -97,6 +97,9 @@ def test_sweep_views_are_the_reports(experiments):
     only = explore.filter_groups(groups, {"use_mlm": [True]}, known=choices)
     assert [g.settings["use_mlm"] for g in only] == [True]
     assert explore.filter_groups(groups, {"use_mlm": [True]}, known={"use_mlm": {}}) == groups
+    # What the filters leave out is remembered (a column not offered now is kept as it was).
+    assert explore.excluded_values(choices, {"use_mlm": ["true"]}, {"optimizer": ["sgd"]}) == \
+        {"optimizer": ["sgd"], "use_mlm": ["false"]}  # fmt: skip
 
 
 def test_baseline_group_kept_by_its_switch_not_the_filters(experiments):
@@ -177,8 +180,10 @@ def test_notebook_runs_as_a_script(experiments):
 def test_notebook_cells_on_a_sweep_with_failed_and_unfinished_runs(experiments, monkeypatch):
     _, defs = _run_notebook(monkeypatch, "--experiments", str(experiments), "--sweep",
                             SWEEP_LABEL, "--sweep", "runs/2026-01-01_00-00-00_failed",
-                            "--sweep", "runs/2026-01-01_00-00-01_running")  # fmt: skip
+                            "--sweep", "runs/2026-01-01_00-00-01_running",
+                            "--sweep", "sweeps/2026-01-02_00-00-00_starting")  # fmt: skip
     assert len(defs["loaded"].runs) == 6
+    assert "no run folders" in defs["loaded"].problems[0]
     assert sorted(defs["views"].summary["runs"]) == ["2 of 2", "2 of 4"]
     assert defs["checkpoint"]["path"] == defs["listing"][0]["path"]
 

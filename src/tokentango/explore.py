@@ -183,6 +183,20 @@ def _allowed(value: Any, chosen: Sequence[Any], offered: Sequence[Any] | None) -
     return value in chosen or (offered is not None and value not in offered)
 
 
+def excluded_values(
+    choices: dict[str, dict[str, Any]], chosen: dict[str, Sequence[str]],
+    before: dict[str, Sequence[str]] | None = None,
+) -> dict[str, list[str]]:  # fmt: skip
+    """What the filters leave out, per column (shown values): remembered instead of what they
+    keep, so a value that appears later (a running sweep's new job) starts out shown. Columns
+    the filters do not offer now keep what `before` said."""
+    excluded = {c: list(v) for c, v in (before or {}).items() if c not in choices}
+    for column, values in choices.items():
+        kept = set(chosen.get(column, values))
+        excluded[column] = [v for v in values if v not in kept]
+    return excluded
+
+
 def tune_choices(groups: Sequence[Group]) -> list[str]:
     """Settings `--tune` can choose by validation: the varying columns."""
     return list(groups[0].settings) if groups else []
