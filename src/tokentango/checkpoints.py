@@ -254,6 +254,33 @@ def list_checkpoints(*directories: str | Path) -> list[dict[str, Any]]:
     return sorted(metas, key=lambda m: (m["timestamp"], m.get("step") or 0), reverse=True)
 
 
+def filter_checkpoints(
+    metas: list[dict[str, Any]], optimizer: str | None = None, use_mlm: bool | None = None,
+    min_accuracy: float | None = None, run_name: str | None = None, sort: str = "timestamp",
+    limit: int | None = None,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """`checkpoints list`'s filters and order over `list_checkpoints`' metadata: the
+    optimizer (any case), use_mlm, a minimum validation accuracy and the run name; `sort`
+    "timestamp" keeps the newest first, "accuracy" puts the best validation accuracy first;
+    at most `limit` (None or 0: all)."""
+    if sort not in ("timestamp", "accuracy"):
+        raise ValueError(f"sort {sort!r}: timestamp or accuracy")
+
+    def keep(m: dict[str, Any]) -> bool:
+        if optimizer and (m.get("optimizer") or "").lower() != optimizer.lower():
+            return False
+        if use_mlm is not None and m.get("use_mlm") != use_mlm:
+            return False
+        if min_accuracy is not None and (m.get("val_accuracy") or 0) < min_accuracy:
+            return False
+        return not (run_name and m.get("run_name") != run_name)
+
+    metas = [m for m in metas if keep(m)]
+    if sort == "accuracy":
+        metas.sort(key=lambda m: m.get("val_accuracy") or 0.0, reverse=True)
+    return metas[:limit] if limit else metas
+
+
 def _own(
     metas: list[dict[str, Any]], run_name: str | None, run_dir: str | Path | None = None
 ) -> list[dict[str, Any]]:

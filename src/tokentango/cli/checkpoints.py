@@ -9,25 +9,21 @@ import os
 from pathlib import Path
 from typing import Any
 
-from tokentango.checkpoints import CheckpointError, list_checkpoints, read_metadata
+from tokentango.checkpoints import (
+    CheckpointError,
+    filter_checkpoints,
+    list_checkpoints,
+    read_metadata,
+)
 from tokentango.cli import fail
 from tokentango.config import default_experiments_dir
 
 
 def _filtered(metas: list[dict[str, Any]], args) -> list[dict[str, Any]]:
-    def keep(m: dict[str, Any]) -> bool:
-        if args.optimizer and (m.get("optimizer") or "").lower() != args.optimizer.lower():
-            return False
-        if args.use_mlm is not None and m.get("use_mlm") != (args.use_mlm == "true"):
-            return False
-        if args.min_accuracy is not None and (m.get("val_accuracy") or 0) < args.min_accuracy:
-            return False
-        return not (args.run_name and m.get("run_name") != args.run_name)
-
-    metas = [m for m in metas if keep(m)]
-    if args.sort == "accuracy":
-        metas.sort(key=lambda m: m.get("val_accuracy") or 0.0, reverse=True)
-    return metas[: args.limit] if args.limit else metas
+    use_mlm = None if args.use_mlm is None else args.use_mlm == "true"
+    return filter_checkpoints(metas, optimizer=args.optimizer, use_mlm=use_mlm,
+                              min_accuracy=args.min_accuracy, run_name=args.run_name,
+                              sort=args.sort, limit=args.limit)  # fmt: skip
 
 
 def _fmt(value: Any, spec: str = "") -> str:

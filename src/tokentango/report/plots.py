@@ -1,4 +1,7 @@
-"""The report's plots (and the project's one plotting style: `new_figure`)."""
+"""The report's plots (and the project's one plotting style: `new_figure`).
+
+Each `*_figure` function returns a matplotlib Figure (the explorer shows it as it is);
+each `plot_*` draws the same figure into a PNG file, as the report writes them."""
 
 from __future__ import annotations
 
@@ -62,7 +65,17 @@ def _no_data(ax: Any, what: str) -> None:
     ax.text(0.5, 0.5, f"no {what}", ha="center", va="center", transform=ax.transAxes)
 
 
+def save(fig: Figure, path: Path) -> Path:
+    """A plot as the report writes it: PNG at the report's resolution."""
+    fig.savefig(path, dpi=110)
+    return Path(path)
+
+
 def plot_val_accuracy(groups: Sequence[Group], path: Path, target: float = 0.80) -> Path:
+    return save(val_accuracy_figure(groups, target), path)
+
+
+def val_accuracy_figure(groups: Sequence[Group], target: float = 0.80) -> Figure:
     """Validation accuracy against step: mean per group, band = mean +- std over seeds; a
     baseline (its steps are not training steps) as a dashed line at its mean best accuracy."""
     fig, (ax,) = new_figure()
@@ -83,12 +96,16 @@ def plot_val_accuracy(groups: Sequence[Group], path: Path, target: float = 0.80)
         _no_data(ax, "validation metrics")
     ax.set(xlabel="step", ylabel="validation accuracy",
            title="Validation accuracy (mean ± std over seeds)")  # fmt: skip
-    fig.savefig(path, dpi=110)
-    return Path(path)
+    return fig
 
 
 def plot_metric_bars(groups: Sequence[Group], path: Path, metric: str = "test_accuracy",
                      title: str | None = None) -> Path:  # fmt: skip
+    return save(metric_bars_figure(groups, metric, title), path)
+
+
+def metric_bars_figure(groups: Sequence[Group], metric: str = "test_accuracy",
+                       title: str | None = None) -> Figure:  # fmt: skip
     """One bar per group: the mean of `metric`, error bar = std over seeds, dots = runs; a
     baseline's bar in its own colour."""
     fig, (ax,) = new_figure()
@@ -108,11 +125,14 @@ def plot_metric_bars(groups: Sequence[Group], path: Path, metric: str = "test_ac
     else:
         _no_data(ax, f"finished runs with {metric}")
     ax.set(ylabel=metric, title=title or f"{metric} per group (mean ± std over seeds)")
-    fig.savefig(path, dpi=110)
-    return Path(path)
+    return fig
 
 
 def plot_losses(groups: Sequence[Group], path: Path) -> Path:
+    return save(losses_figure(groups), path)
+
+
+def losses_figure(groups: Sequence[Group]) -> Figure:
     """Classification and MLM loss against step, mean per group with a std band (baselines,
     which have no losses, left out)."""
     fig, axes = new_figure(2)
@@ -124,12 +144,16 @@ def plot_losses(groups: Sequence[Group], path: Path) -> Path:
         else:
             _no_data(ax, key.replace("_", " ") + " (no run used it)" * (key == "mlm_loss"))
         ax.set(xlabel="step", ylabel=key, title=title)
-    fig.savefig(path, dpi=110)
-    return Path(path)
+    return fig
 
 
 def plot_data_scaling(groups: Sequence[Group], scaling: pd.DataFrame, path: Path,
                       metric: str = "test_accuracy") -> Path:  # fmt: skip
+    return save(data_scaling_figure(groups, scaling, metric), path)
+
+
+def data_scaling_figure(groups: Sequence[Group], scaling: pd.DataFrame,
+                        metric: str = "test_accuracy") -> Figure:  # fmt: skip
     """`metric` against the rows trained on (log x): one line per combination of the other
     settings (`stats.data_scaling`'s `line`), mean with a +-std band, dots = runs; baselines
     dashed."""
@@ -160,5 +184,4 @@ def plot_data_scaling(groups: Sequence[Group], scaling: pd.DataFrame, path: Path
         _no_data(ax, f"finished runs with {metric} and train_rows")
     ax.set(xlabel="training rows (log scale)", ylabel=metric,
            title=f"{metric} by training rows (mean ± std over seeds)")  # fmt: skip
-    fig.savefig(path, dpi=110)
-    return Path(path)
+    return fig
