@@ -23,7 +23,17 @@ from tokentango.data import (
     split_frame,
     split_rows,
 )  # fmt: skip
-from tokentango.synthetic import ensure_sample_corpus, generate_corpus
+from tokentango.synthetic import (
+    CONTEXT_A,
+    CONTEXT_B,
+    LEDE_FAKE,
+    LEDE_RELIABLE,
+    NEGATIVE_STANCE,
+    NEGATORS,
+    POSITIVE_STANCE,
+    ensure_sample_corpus,
+    generate_corpus,
+)
 from tokentango.tokenization import CLS_ID, PAD_ID, encode, train_tokenizer
 
 
@@ -251,7 +261,7 @@ def test_the_embedded_corpus_does_not_drift() -> None:
     assert hashlib.sha256(text.encode()).hexdigest() == GOLDEN_300
 
 
-GOLDEN_300 = "13346294eb5d3474f9b6324e12ad4830453a68f49f86ac4322acb9bcadcb2d87"
+GOLDEN_300 = "91e1eda449dc93755fb29c1c4a713a07128e28842c4d955b171383597517138a"
 
 
 def test_written_corpora_of_any_size_are_prefixes_of_each_other(tmp_path: Path) -> None:
@@ -267,6 +277,9 @@ def test_written_corpora_of_any_size_are_prefixes_of_each_other(tmp_path: Path) 
 
 
 def test_generated_signal_is_learnable_but_not_trivial(tmp_path: Path) -> None:
+    # A bag of words sees the plain cues and each site's style, not the lede, the negated
+    # stances or the topic-dependent cues: unigram TF-IDF + LR scores about 0.80, the
+    # transformer (use_mlm=false) 0.91 (benchmarks/corpus_signal.py measures the rest).
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
@@ -282,7 +295,88 @@ def test_generated_signal_is_learnable_but_not_trivial(tmp_path: Path) -> None:
     x_train = vectorizer.fit_transform(texts["train"])
     clf = LogisticRegression(max_iter=2000).fit(x_train, parts["train"]["label"])
     accuracy = clf.score(vectorizer.transform(texts["test"]), parts["test"]["label"])
-    assert 0.80 <= accuracy <= 0.95, accuracy
+    assert 0.70 <= accuracy <= 0.84, accuracy
+
+
+@pytest.fixture(scope="module")
+def labelled() -> pd.DataFrame:
+    """The embedded corpus's first 6,000 rows as a run keeps them (mapped types, unique
+    contents, balanced), with a token list per row."""
+    from benchmarks.corpus_signal import labelled
+
+    frame = labelled(generate_corpus(6000, 0))
+    return frame.assign(words=frame["content"].str.lower().str.findall(r"[\w-]+"))
+
+
+def per_article(frame: pd.DataFrame, pattern: str) -> pd.Series:
+    """Mean matches of `pattern` (any case) per article, by label (0 reliable, 1 fake)."""
+    return frame["content"].str.count("(?i)" + pattern).groupby(frame["label"]).mean()
+
+
+def test_stance_words_and_negators_alone_are_label_neutral(labelled: pd.DataFrame) -> None:
+    for words in (POSITIVE_STANCE, NEGATIVE_STANCE, NEGATORS, CONTEXT_A, CONTEXT_B, LEDE_FAKE,
+                  LEDE_RELIABLE):  # fmt: skip
+        rate = per_article(labelled, rf"\b(?:{'|'.join(words)})\b")
+        assert rate.min() > 0.3 and rate[1] / rate[0] == pytest.approx(1.0, abs=0.12), words
+
+
+def test_negated_and_affirmed_stances_differ_by_label(labelled: pd.DataFrame) -> None:
+    def claims(negated: bool, stances: tuple[str, ...]) -> pd.Series:
+        negator = rf"(?:{'|'.join(NEGATORS)}) " if negated else ""
+        # "was" then the 0-3 shared words: none of them is a negator when affirmed
+        return per_article(labelled, rf"\bwas {negator}(?:(?!not |never )[a-z]+ ){{0,3}}"
+                                     rf"(?:{'|'.join(stances)})\b")  # fmt: skip
+
+    fake_like = [claims(True, POSITIVE_STANCE), claims(False, NEGATIVE_STANCE)]
+    reliable_like = [claims(False, POSITIVE_STANCE), claims(True, NEGATIVE_STANCE)]
+    for rate in fake_like:  # about 9 to 1 (90% of claims follow the rule)
+        assert rate[1] > 4 * rate[0], rate
+    for rate in reliable_like:
+        assert rate[0] > 4 * rate[1], rate
+
+
+def test_the_lede_word_leans_by_position_alone(labelled: pd.DataFrame) -> None:
+    opening = labelled["words"].map(lambda words: words[0] if words else "")
+    fake_opening = opening.isin(LEDE_FAKE).groupby(labelled["label"]).mean()
+    reliable_opening = opening.isin(LEDE_RELIABLE).groupby(labelled["label"]).mean()
+    assert fake_opening[1] > 0.75 and fake_opening[0] < 0.2, fake_opening
+    assert reliable_opening[0] > 0.75 and reliable_opening[1] < 0.2, reliable_opening
+
+
+def test_each_sites_signature_words_appear_only_on_that_site(labelled: pd.DataFrame) -> None:
+    from tokentango.synthetic import SAMPLE, _sites
+
+    sites = _sites(0, SAMPLE.domains)
+    assert len(set(sites.names)) == 2 * SAMPLE.domains  # neutral names: no side in them
+    words = labelled["words"].map(set)
+    shown = 0
+    for name, signature, title in zip(sites.names, sites.signatures, sites.titles, strict=True):
+        on = words.map(lambda w, sig=signature: bool(w & set(sig)))
+        assert (labelled.loc[on, "domain"] == name).all(), name
+        shown += on.sum()
+        # The sign-off names the site and no side: its template is shared by both sides.
+        boilerplate = labelled["content"].str.contains(title, regex=False)
+        assert (labelled.loc[boilerplate, "domain"] == name).all()
+    assert shown > 0.1 * len(labelled)
+
+
+def test_a_masked_word_is_predictable_from_its_neighbour(labelled: pd.DataFrame) -> None:
+    # Phrases from topic phrase banks: a word's likeliest next word is right in almost half
+    # of the pairs (0.47; independent Zipf filler words, the earlier corpus, gave 0.12).
+    pairs = pd.DataFrame([(a, b) for words in labelled["words"].head(1500)
+                          for a, b in zip(words, words[1:], strict=False)],
+                         columns=["a", "b"])  # fmt: skip
+    counts = pairs.value_counts()
+    top_next = counts.groupby(level="a").max().sum() / len(pairs)
+    assert top_next > 0.35, top_next
+
+
+def test_a_domain_disjoint_split_is_harder_for_a_bag_of_words(labelled: pd.DataFrame) -> None:
+    from benchmarks.corpus_signal import splits, tfidf_accuracy
+
+    accuracy = {name: tfidf_accuracy(train, test, (1, 1))
+                for name, (train, test) in splits(labelled).items()}  # fmt: skip
+    assert accuracy["domain"] < accuracy["random"] - 0.05, accuracy
 
 
 def test_the_cache_opens_memory_mapped_and_read_only(corpus: Path, tmp_path: Path) -> None:
