@@ -61,6 +61,10 @@ from filelock import FileLock
 
 from tokentango.rundir import write_atomically
 
+# 2: a phrase language with a lede, negated stances, topic-dependent cues and site styles
+# (1: independent Zipf words and cue words).
+CORPUS_VERSION = 2
+
 COLUMNS = [
     "id", "domain", "type", "url", "content", "scraped_at", "inserted_at", "updated_at",
     "title", "authors", "keywords", "meta_keywords", "meta_description", "tags", "summary",
@@ -503,7 +507,9 @@ def ensure_sample_corpus(data_dir: str | Path, n_rows: int, seed: int = 0) -> Pa
     """Path of the generated corpus, writing it once (atomically, under a lock)."""
     out_dir = Path(data_dir) / "sample"
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"news_sample_{n_rows}_{seed}.csv"
+    # The generator's version is in the name: a file written by an earlier generator (kept
+    # in a user's data folder) is never taken for today's corpus.
+    path = out_dir / f"news_sample_v{CORPUS_VERSION}_{n_rows}_{seed}.csv"
     if path.exists():
         return path
     with FileLock(str(path) + ".lock"):
