@@ -41,6 +41,13 @@ def baseline_run(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Pa
     return run_dir
 
 
+def test_a_sweep_may_set_the_encoders_keys_which_the_baseline_ignores() -> None:
+    """`--multirun model=small,tfidf_lr model.d_model=128` must not fail its baseline jobs."""
+    cfg = compose("model=tfidf_lr", "model.d_model=128", "model.n_layers=4")
+    validate(cfg)
+    assert cfg.model.d_model == 128 and compose("model=tfidf_lr").model.d_model is None
+
+
 def test_the_preset_composes_and_reads_right() -> None:
     cfg = compose("model=tfidf_lr")
     validate(cfg)
@@ -183,7 +190,7 @@ def test_a_filtered_sweep_makes_no_baseline_job_with_mlm(tmp_path: Path, data_di
     (["model.ngram_range=[1]"], "model.ngram_range=[1]"),
     (["model.min_df=0"], "model.min_df=0: must be >= 1"),
     (["model.max_iter=0"], "model.max_iter=0"),
-    (["model.d_model=16"], "unknown key model.d_model for model=tfidf_lr"),
+    (["model.bogus=16"], "unknown key model.bogus"),
     (["checkpoint=latest"], "a model=tfidf_lr run writes no checkpoint"),
 ])  # fmt: skip
 def test_bad_baseline_settings_are_one_line(overrides: list[str], named: str, tmp_path: Path,

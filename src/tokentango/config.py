@@ -125,6 +125,15 @@ class TfidfLRConf:  # model=tfidf_lr: TF-IDF over token-id n-grams + logistic re
     max_features: int | None = MISSING
     C: list[float] = MISSING
     max_iter: int = MISSING
+    # The encoders' keys, unused here (null): one sweep over model=small,tfidf_lr can set
+    # them for its encoder jobs (`model.d_model=128`) without failing the baseline's.
+    d_model: int | None = MISSING
+    n_heads: int | None = MISSING
+    n_layers: int | None = MISSING
+    d_ff: int | None = MISSING
+    dropout: float | None = MISSING
+    activation: str | None = MISSING
+    norm_first: bool | None = MISSING
 
 
 @dataclass
