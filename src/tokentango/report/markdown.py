@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 
 from tokentango.report.runs import (
-    BASELINE_MODELS,
     TRAIN_ROWS,
     Group,
     Run,
@@ -254,8 +253,8 @@ def baseline_lines(groups: Sequence[Group]) -> list[str]:
                      for g in groups if is_baseline(g) for r in g.runs})  # fmt: skip
     if not models:
         return []
-    return [f"baseline: a reference model ({', '.join(models)}; one of "
-            f"{', '.join(BASELINE_MODELS)}), no BERT encoder; the comparisons include it. Its "
+    return [f"baseline: a reference model ({', '.join(models)}: TF-IDF + logistic regression "
+            "on the same rows and tokens), no BERT encoder; the comparisons include it. Its "
             "evaluation steps are not training steps: no convergence, no losses; the "
             "validation plot draws it as a dashed line at its mean best validation "
             "accuracy.", ""]  # fmt: skip
