@@ -53,7 +53,7 @@ def _finite_weights(path: Path) -> bool:
 
 @pytest.mark.parametrize("overrides, first_bad", [
     (DIVERGES, "weights are not finite after step 2"),  # caught before step 2's checkpoint
-    ([*DIVERGES, "optimizer=sgd", "trainer.eval_every=3"], "loss is not finite at step 5"),
+    ([*DIVERGES, "optimizer=sgd", "trainer.eval_every=4"], "loss is not finite at step 6"),
     ([*DIVERGES, "trainer.eval_every=4"], "loss is not finite at step 3"),
 ], ids=["weights-before-a-checkpoint", "loss-between-checkpoints", "loss-before-any"])  # fmt: skip
 def test_a_diverging_run_stops_at_that_step_before_writing_its_broken_state(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -405,8 +406,11 @@ def test_real_sweep_gives_a_full_report(tiny_sweep: Path, tmp_path: Path) -> Non
     out = tmp_path / "report"
     proc = run_cli("tokentango.report", str(tiny_sweep), "--out", str(out))
     assert {p.name for p in out.iterdir()} == FILES
-    assert "| false | 2 of 2 |" in proc.stdout and "| true | 2 of 2 |" in proc.stdout
+    # use_mlm, the domains of each split (a random split: shared), n of N.
+    for use_mlm in ("false", "true"):
+        assert re.search(rf"\| {use_mlm} \| \d+/\d+/\d+ \| 2 of 2 \|", proc.stdout), proc.stdout
     assert "| use_mlm | false | true |  | paired | 2 | 2 |" in proc.stdout
+    assert "masked test acc mean" in proc.stdout
     table = pd.read_csv(out / "report.csv")
     runs = table[table["row"] == "run"]
     assert len(runs) == 4 and set(runs["status"]) <= {"completed", "early_stopped"}
