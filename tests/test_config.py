@@ -173,7 +173,8 @@ def test_old_run_configs_are_read_in_todays_layout() -> None:
                               "csv_chunk_rows": 10, "data_dir": "/r/d"}  # fmt: skip
     # A key added since is read with the value that does what that version did.
     assert new["data"] == {"vocab_size": 8000, "max_length": 256, "tokenizer_rows": None,
-                           "split": "random", "train_rows": None}
+                           "split": "random", "train_rows": None,
+                           "sample_version": 1}
     assert new["model"] == {"name": "small", "d_model": 64} and "paths" not in new
     assert old["device"] == "cpu"  # the input is left as it was
     today = OmegaConf.to_container(compose())

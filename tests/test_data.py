@@ -449,3 +449,33 @@ def test_a_cache_of_the_earlier_layout_still_opens(corpus: Path, tmp_path: Path)
     old = load_cache_dir(built)
     assert old.splits["train"].domains is None and old.splits["train"].rows is None
     assert old.domain_names == [] and len(old.splits["test"].ids) == meta["test_rows"]
+
+
+def test_a_run_on_an_earlier_corpus_version_keeps_its_own_cache(tmp_path: Path,
+                                                                data_dir: Path) -> None:
+    """A run trained on the embedded corpus v1 (file news_sample_<rows>_<seed>.csv) resumes
+    and evaluates on its own cache while that is there; without it, one clear error."""
+    import json
+    import shutil
+
+    from omegaconf import OmegaConf
+
+    from tests.conftest import tiny
+    from tokentango.config import upgrade_config
+    from tokentango.data import load_run_dataset
+
+    cfg = tiny(data_dir)
+    built = load_run_dataset(cfg)
+    old_cache = built.cache_dir.parent / "news_sample_1500_0-0123456789abcdef"
+    shutil.copytree(built.cache_dir, old_cache)
+    meta = json.loads((old_cache / "meta.json").read_text())
+    meta["settings"]["path"] = str(data_dir / "sample" / "news_sample_1500_0.csv")
+    (old_cache / "meta.json").write_text(json.dumps(meta))
+    container = OmegaConf.to_container(cfg)
+    del container["data"]["sample_version"]  # written before the key existed: v1
+    v1 = OmegaConf.create(upgrade_config(container))
+    assert v1.data.sample_version == 1
+    assert load_run_dataset(v1, old_cache.name).cache_dir == old_cache
+    shutil.rmtree(old_cache)
+    with pytest.raises(DataError, match="embedded corpus v1, which this version no longer"):
+        load_run_dataset(v1, old_cache.name)

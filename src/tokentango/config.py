@@ -93,6 +93,7 @@ class DataConf:
     name: str = MISSING
     path: str | None = MISSING
     sample_rows: int = MISSING
+    sample_version: int = MISSING
     seed: int = MISSING
     val_frac: float = MISSING
     test_frac: float = MISSING
@@ -249,6 +250,7 @@ DROPPED_KEYS = ("paths",)
 ADDED_KEYS = {
     "data.tokenizer_rows": None,  # every training row taught the tokenizer
     "data.split": "random",  # rows split at random, domains on every side
+    "data.sample_version": 1,  # the embedded corpus of independent Zipf words
     "data.train_rows": None,  # the whole training split
     "scheduler.name": "constant",  # the learning rate stayed at optimizer.lr
     "scheduler.warmup_steps": 0,
@@ -388,6 +390,8 @@ _RANGES: list[tuple[str, Any, str]] = [
     ("scheduler.warmup_steps", lambda v: v >= 0, "must be >= 0"),
     ("scheduler.min_lr_ratio", lambda v: 0.0 <= v <= 1.0, "must be in [0, 1]"),
     ("data.sample_rows", lambda v: v >= 100, "must be >= 100"),
+    ("data.sample_version", lambda v: v == 2, "this version generates the embedded corpus v2 "
+     "only (runs on v1 still load their own data cache)"),
     ("data.val_frac", lambda v: 0.0 < v < 0.5, "must be in (0, 0.5)"),
     ("data.test_frac", lambda v: 0.0 < v < 0.5, "must be in (0, 0.5)"),
     ("data.max_length", lambda v: v >= 2, "must be >= 2"),

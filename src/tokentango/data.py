@@ -504,10 +504,15 @@ def read_contents(path: str | Path, rows: np.ndarray, chunk_rows: int) -> list[s
 
 def settings_from_config(cfg) -> DataSettings:
     """The data settings of a composed config; generates the embedded corpus if needed."""
-    from tokentango.synthetic import ensure_sample_corpus
+    from tokentango.synthetic import CORPUS_VERSION, ensure_sample_corpus
 
     path = cfg.data.path
     if path is None:
+        version = cfg.data.get("sample_version", CORPUS_VERSION)
+        if version != CORPUS_VERSION:  # a run of an earlier version, its cache gone
+            raise DataError(f"this run was trained on the embedded corpus v{version}, which "
+                            f"this version no longer generates (it writes v{CORPUS_VERSION}); "
+                            "its data cache is gone, so it cannot be resumed or evaluated")
         path = ensure_sample_corpus(cfg.runtime.data_dir, cfg.data.sample_rows)
     return DataSettings(
         path=str(path), train_frac=cfg.train_frac, seed=cfg.data.seed,
@@ -655,15 +660,23 @@ def load_run_dataset(cfg, data_cache: str | None = None) -> Dataset:
     under `<data_dir>/cache/`) while it is there and was built for the same data settings,
     so a resumed or evaluated run keeps its token ids whatever changed in preprocessing
     since; else the cache for its settings, built if needed."""
-    settings = settings_from_config(cfg)
     cache = Path(cfg.runtime.data_dir) / "cache" / (data_cache or "-")
     if data_cache and (cache / "meta.json").is_file():
         built_for = json.loads((cache / "meta.json").read_text())["settings"]
         built_for = {**_SAME_DATA_BEFORE, **built_for}
-        if all(built_for[k] == getattr(settings, k) for k in _SAME_DATA) and \
-                Path(built_for["path"]).name == Path(settings.path).name:  # fmt: skip
+        wanted = {"train_frac": cfg.train_frac, "seed": cfg.data.seed,
+                  "val_frac": cfg.data.val_frac, "test_frac": cfg.data.test_frac,
+                  "vocab_size": cfg.data.vocab_size, "max_length": cfg.data.max_length,
+                  "split": str(cfg.data.split)}  # fmt: skip
+        # The generated corpus is the same file under any name (its name carries the
+        # generator's version, which the run's config names); a given CSV by its name.
+        same_file = (Path(built_for["path"]).name == Path(cfg.data.path).name
+                     if cfg.data.path is not None
+                     else Path(built_for["path"]).name.startswith("news_sample_")
+                     and f"_{cfg.data.sample_rows}_" in Path(built_for["path"]).name)  # fmt: skip
+        if all(built_for[k] == wanted[k] for k in _SAME_DATA) and same_file:
             return load_cache_dir(cache)
-    return load_dataset(settings, cfg.runtime.data_dir)
+    return load_dataset(settings_from_config(cfg), cfg.runtime.data_dir)
 
 
 # The settings that make the same rows and tokens, whatever the preprocessing version.
@@ -675,11 +688,11 @@ _SAME_DATA_BEFORE = {"split": "random"}
 
 def split_summary(dataset: Dataset) -> dict:
     """Each split's rows and domains, and the kind of split: for results.json and logs.
-    Domains come from the cache's stats, else (a cache built before data.split) from its
-    domain arrays; None where the cache keeps no domains."""
+    Domains are counted on the splits as trained on (after data.train_rows), from their
+    domain arrays; else from the cache's stats; None where the cache keeps no domains."""
     stats = dataset.stats
     domains = stats.get("split_domains")
-    if domains is None and all(s.domains is not None for s in dataset.splits.values()):
+    if all(s.domains is not None for s in dataset.splits.values()):
         domains = {name: int(len(np.unique(np.asarray(s.domains))))
                    for name, s in dataset.splits.items()}  # fmt: skip
     return {
