@@ -108,6 +108,11 @@ def test_baseline_group_kept_by_its_switch_not_the_filters(experiments):
     run.results = {**run.results, "baseline": True}
     assert explore.filter_groups(groups, {"use_mlm": []}) == [groups[0]]
     assert explore.filter_groups(groups, {"use_mlm": []}, baseline=False) == []
+    # A data setting filters the baseline too: the reference row stands by its own data.
+    groups[0].settings["data.split"] = "random"
+    assert explore.filter_groups(groups, {"use_mlm": [], "data.split": ["domain"]}) == []
+    assert explore.filter_groups(groups, {"use_mlm": [], "data.split": ["random"]}) == \
+        [groups[0]]  # fmt: skip
 
 
 def test_checkpoint_listing_metadata_and_curves(experiments):

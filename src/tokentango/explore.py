@@ -164,19 +164,23 @@ def filter_groups(groups: Sequence[Group], chosen: dict[str, Sequence[Any]],
     """The groups whose value of each column is among `chosen[column]` (a column not in
     `chosen` is not filtered). With `known` (setting_choices of when the filters were made),
     a value the filters did not offer yet (a running sweep's new job) is kept. Baseline groups
-    are kept when `baseline` is true, whatever the filters: they are the reference row, not
-    a setting."""
+    are kept when `baseline` is true, whatever the filters on the encoders' settings (model,
+    objective, optimizer: they are the reference row, not a setting), but filtered on the
+    data's (`data.*`, `train_frac`), which a baseline shares with the encoders it stands by."""
     offered = {c: list(values.values()) for c, values in (known or {}).items()}
     kept = []
     for group in groups:
-        if is_baseline(group):
-            if baseline:
-                kept.append(group)
+        if is_baseline(group) and not baseline:
             continue
-        if all(_allowed(group.settings[c], values, offered.get(c))
-               for c, values in chosen.items() if c in group.settings):  # fmt: skip
+        columns = [c for c in chosen if c in group.settings
+                   and (not is_baseline(group) or _data_setting(c))]  # fmt: skip
+        if all(_allowed(group.settings[c], chosen[c], offered.get(c)) for c in columns):
             kept.append(group)
     return kept
+
+
+def _data_setting(column: str) -> bool:
+    return column.startswith("data.") or column == "train_frac"
 
 
 def _allowed(value: Any, chosen: Sequence[Any], offered: Sequence[Any] | None) -> bool:
