@@ -133,7 +133,10 @@ def render_markdown(dirs: Sequence[str | Path], runs: Sequence[Run], groups: Seq
         "reached it.", "",
     ]  # fmt: skip
     if "masked_test_accuracy_mean" in summary:
-        lines += ["masked test acc: test accuracy on BERT-masked input (15% of the tokens "
+        probs = sorted({r.results["mask_prob"] for g in groups for r in g.ok_runs
+                        if isinstance((r.results or {}).get("mask_prob"), int | float)})
+        share = " or ".join(f"{p:.0%}" for p in probs) or "a share"
+        lines += [f"masked test acc: test accuracy on BERT-masked input ({share} of the tokens "
                   "masked with the run's mask settings, as in MLM training); '-' where no run "
                   "of the group measured it.", ""]  # fmt: skip
     if "split_domains" in summary:
