@@ -16,15 +16,12 @@ import pytest
 
 from tests.conftest import (
     compose,
-    metric_values,
-    read_metrics,
     read_results,
     tiny,
     train_in_process,  # fmt: skip
 )
 from tests.test_errors import assert_no_run_written, assert_one_error_line, tiny_run
-from tests.test_resume import kill_after_checkpoint
-from tokentango import checkpoints, rundir
+from tokentango import rundir
 from tokentango.config import ConfigError, upgrade_config, validate
 from tokentango.data import (
     DataError,
@@ -36,7 +33,7 @@ from tokentango.data import (
     split_summary,
     subsample_train,
 )  # fmt: skip
-from tokentango.loop import set_up, train
+from tokentango.loop import set_up
 from tokentango.synthetic import ensure_sample_corpus
 
 WORDS = [f"w{i}" for i in range(40)]  # the words of the articles
@@ -247,27 +244,6 @@ def test_train_rows_cuts_the_epoch(tmp_path: Path, data_dir: Path) -> None:
     with pytest.raises(ConfigError, match=r"data\.train_rows=100000: the training split"):
         set_up(tiny(data_dir, "data.train_rows=100000"), tmp_path / "big", "r")
 
-
-def test_a_killed_run_on_a_subsample_resumes_exactly(
-    tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    budget = ["data.train_rows=64", "trainer.max_steps=24", "trainer.epochs=10",
-              "trainer.early_stopping=null"]
-    straight, killed = tmp_path / "straight", tmp_path / "killed"
-    expected = train(tiny(data_dir, *budget), straight, "r")
-    assert expected["train_rows"] == 64 and expected["epochs_completed"] == 6  # 4 steps each
-
-    kill_after_checkpoint(monkeypatch, 3)
-    with pytest.raises(KeyboardInterrupt):
-        train(tiny(data_dir, *budget), killed, "r")
-    monkeypatch.undo()
-    assert len(read_metrics(killed)) == 3
-    latest = checkpoints.latest_checkpoint(killed / rundir.CHECKPOINT_DIR)
-    resumed = train(tiny(data_dir, *budget), killed, "r", resume_from=latest)
-    assert metric_values(killed) == metric_values(straight)
-    for key in ("status", "test_accuracy", "confusion_matrix", "steps", "best_step", "samples",
-                "epochs_completed", "train_rows", "train_rows_available"):  # fmt: skip
-        assert resumed[key] == expected[key], key
 
 
 # --- the experiments ---------------------------------------------------------------------

@@ -48,7 +48,11 @@ def kill_after_checkpoint(monkeypatch: pytest.MonkeyPatch, n: int) -> None:
     # Mid warm-up and mid decay of a learning-rate schedule.
     ["trainer.max_steps=24", "trainer.early_stopping=null", "scheduler=cosine",
      "scheduler.warmup_steps=10"],
-], ids=["within-an-epoch", "across-epochs-with-early-stopping", "lr-schedule"])  # fmt: skip
+    # On a data.train_rows subsample: 4 steps an epoch, so the kill lands in epoch 3 of 6.
+    ["data.train_rows=64", "trainer.max_steps=24", "trainer.epochs=10",
+     "trainer.early_stopping=null"],
+], ids=["within-an-epoch", "across-epochs-with-early-stopping", "lr-schedule",
+        "train-rows-subsample"])  # fmt: skip
 def test_killed_after_third_checkpoint_and_resumed_gives_identical_metrics(
     tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch, budget: list[str]
 ) -> None:
@@ -66,7 +70,7 @@ def test_killed_after_third_checkpoint_and_resumed_gives_identical_metrics(
 
     assert metric_values(killed) == metric_values(straight)
     for key in ("status", "test_accuracy", "confusion_matrix", "steps", "best_step", "samples",
-                "epochs_completed"):  # fmt: skip
+                "epochs_completed", "train_rows", "train_rows_available"):  # fmt: skip
         assert resumed[key] == expected[key], key
 
 
