@@ -514,8 +514,12 @@ def settings_from_config(cfg) -> DataSettings:
                             f"this version no longer generates (it writes v{CORPUS_VERSION}); "
                             "its data cache is gone, so it cannot be resumed or evaluated")
         path = ensure_sample_corpus(cfg.runtime.data_dir, cfg.data.sample_rows)
+    return _settings(cfg, str(path))
+
+
+def _settings(cfg, path: str) -> DataSettings:
     return DataSettings(
-        path=str(path), train_frac=cfg.train_frac, seed=cfg.data.seed,
+        path=path, train_frac=cfg.train_frac, seed=cfg.data.seed,
         val_frac=cfg.data.val_frac, test_frac=cfg.data.test_frac,
         vocab_size=cfg.data.vocab_size, max_length=cfg.data.max_length,
         tokenizer_rows=cfg.data.tokenizer_rows, chunk_rows=cfg.runtime.csv_chunk_rows,
@@ -664,17 +668,15 @@ def load_run_dataset(cfg, data_cache: str | None = None) -> Dataset:
     if data_cache and (cache / "meta.json").is_file():
         built_for = json.loads((cache / "meta.json").read_text())["settings"]
         built_for = {**_SAME_DATA_BEFORE, **built_for}
-        wanted = {"train_frac": cfg.train_frac, "seed": cfg.data.seed,
-                  "val_frac": cfg.data.val_frac, "test_frac": cfg.data.test_frac,
-                  "vocab_size": cfg.data.vocab_size, "max_length": cfg.data.max_length,
-                  "split": str(cfg.data.split)}  # fmt: skip
+        # The settings of `cfg`, without generating the embedded corpus to name its path.
+        wanted = _settings(cfg, cfg.data.path or "")
         # The generated corpus is the same file under any name (its name carries the
         # generator's version, which the run's config names); a given CSV by its name.
         same_file = (Path(built_for["path"]).name == Path(cfg.data.path).name
                      if cfg.data.path is not None
                      else Path(built_for["path"]).name.startswith("news_sample_")
                      and f"_{cfg.data.sample_rows}_" in Path(built_for["path"]).name)  # fmt: skip
-        if all(built_for[k] == wanted[k] for k in _SAME_DATA) and same_file:
+        if all(built_for[k] == getattr(wanted, k) for k in _SAME_DATA) and same_file:
             return load_cache_dir(cache)
     return load_dataset(settings_from_config(cfg), cfg.runtime.data_dir)
 
