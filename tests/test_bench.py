@@ -23,6 +23,12 @@ def test_bench_measures_training_startup_and_the_default_run(data_dir: Path, tmp
                        "--device", "cpu", "--precision", "fp32", "--out", str(out), *tiny]) == 0
     result = json.loads(out.read_text())
     assert result["peak_gflops"]["fp32"] > 0 and result["machine"]["cores"] >= 1
+    # Which matmul units the CPU has (the same model name comes with and without bf16 ones).
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        flags = next(line for line in cpuinfo.read_text().splitlines() if line.startswith("flags"))
+        assert result["machine"]["cpu_features"] == [
+            f for f in bench.MATMUL_FEATURES if f in flags.split(":", 1)[1].split()]
     with_mlm, without = result["train"]
     assert (with_mlm["use_mlm"], without["use_mlm"]) == (True, False)
     for row in result["train"]:

@@ -238,24 +238,34 @@ def default_run_figures(overrides: list[str]) -> dict[str, Any]:
             "train_seconds": results["train_seconds"]}  # fmt: skip
 
 
+# The CPU instruction sets that decide fp32 vs bf16 matmul speed (the same model name
+# can come with or without them), as /proc/cpuinfo spells them.
+MATMUL_FEATURES = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
+
+
 def machine() -> dict[str, Any]:
     import torch
 
     cpu = platform.processor() or platform.machine()
+    features: list[str] = []
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.is_file():
-        names = re.findall(r"model name\s*:\s*(.+)", cpuinfo.read_text())
+        text = cpuinfo.read_text()
+        names = re.findall(r"model name\s*:\s*(.+)", text)
         cpu = names[0] if names else cpu
+        flags = re.search(r"^flags\s*:\s*(.+)$", text, re.MULTILINE)
+        features = [f for f in MATMUL_FEATURES if flags and f in flags.group(1).split()]
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "gpu": gpu, "torch": torch.__version__,
+    return {"cpu": cpu, "cores": os.cpu_count(), "cpu_features": features,
+            "torch_threads": torch.get_num_threads(), "gpu": gpu, "torch": torch.__version__,
             "python": platform.python_version()}  # fmt: skip
 
 
 def format_table(result: dict[str, Any]) -> str:
-    lines = [f"machine: {result['machine']['cpu']}, {result['machine']['cores']} cores, "
-             f"torch {result['machine']['torch']}"
-             + (f", {result['machine']['gpu']}" if result["machine"]["gpu"] else ""),
+    host = result["machine"]
+    features = " ".join(host.get("cpu_features") or ["none of " + ", ".join(MATMUL_FEATURES)])
+    lines = [f"machine: {host['cpu']}, {host['cores']} cores ({features}), torch {host['torch']}"
+             + (f", {host['gpu']}" if host["gpu"] else ""),
              "matmul peak: " + ", ".join(f"{p} {v:.0f} GFLOP/s"
                                          for p, v in result["peak_gflops"].items())]  # fmt: skip
     if result["train"]:
