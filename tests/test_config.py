@@ -97,6 +97,7 @@ def test_early_stopping_can_be_turned_off() -> None:
     ("trainer.eval_every=0", "trainer.eval_every"),
     ("trainer.max_steps=0", "trainer.max_steps"),
     ("model.n_heads=3", "model.n_heads"),
+    ("model.init_std=0", "model.init_std"),
     ("objective.mask_prob=1.2", "objective.mask_prob"),
     ("optimizer.lr=-1", "optimizer.lr"),
     ("data.path=/no/such/file.csv", "data.path"),
@@ -175,7 +176,11 @@ def test_old_run_configs_are_read_in_todays_layout() -> None:
     assert new["data"] == {"vocab_size": 8000, "max_length": 256, "tokenizer_rows": None,
                            "split": "random", "train_rows": None,
                            "sample_version": 1}
-    assert new["model"] == {"name": "small", "d_model": 64} and "paths" not in new
+    assert new["model"] == {"name": "small", "d_model": 64, "init_std": 0.02}
+    assert "paths" not in new
+    # A baseline's encoder keys are null, whenever it was trained.
+    baseline = {"model": {"name": "tfidf_lr"}, "data": {"max_length": 256}}
+    assert upgrade_config(baseline)["model"] == {"name": "tfidf_lr", "init_std": None}
     assert old["device"] == "cpu"  # the input is left as it was
     today = OmegaConf.to_container(compose())
     assert upgrade_config(today) == today

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -103,3 +104,18 @@ def test_use_mlm_false_has_no_mlm_cost() -> None:
     assert with_mlm.mlm is not None and with_mlm.mlm.item() > 0
     # BERT's small init keeps the first MLM loss near log(vocab), not orders above it.
     assert with_mlm.mlm.item() < 2 * torch.log(torch.tensor(float(VOCAB))).item()
+
+
+@pytest.mark.parametrize("init_std", [0.02, 0.125])
+def test_weights_start_at_the_configured_std(init_std: float) -> None:
+    """model.init_std: every linear and embedding weight starts normal(0, init_std); biases
+    and layer norms as PyTorch sets them."""
+    torch.manual_seed(0)
+    model = BertClassifier(VOCAB, d_model=64, n_heads=4, n_layers=2, d_ff=256, max_length=200,
+                           dropout=0.0, activation="gelu", norm_first=True,
+                           init_std=init_std)  # fmt: skip
+    stds = [float(m.weight.std()) for m in model.modules()
+            if isinstance(m, torch.nn.Linear | torch.nn.Embedding)]  # fmt: skip
+    assert len(stds) == 12 and all(abs(s - init_std) < 0.25 * init_std for s in stds), stds
+    assert all(float(m.bias.abs().max()) == 0 for m in model.modules()
+               if isinstance(m, torch.nn.Linear))  # fmt: skip

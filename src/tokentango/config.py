@@ -116,6 +116,7 @@ class BertConf:  # the transformer encoders (model=small|original)
     dropout: float = MISSING
     activation: str = MISSING
     norm_first: bool = MISSING
+    init_std: float = MISSING
 
 
 @dataclass
@@ -135,6 +136,7 @@ class TfidfLRConf:  # model=tfidf_lr: TF-IDF over token-id n-grams + logistic re
     dropout: float | None = MISSING
     activation: str | None = MISSING
     norm_first: bool | None = MISSING
+    init_std: float | None = MISSING
 
 
 @dataclass
@@ -255,6 +257,7 @@ ADDED_KEYS = {
     "scheduler.name": "constant",  # the learning rate stayed at optimizer.lr
     "scheduler.warmup_steps": 0,
     "scheduler.min_lr_ratio": 1.0,
+    "model.init_std": 0.02,  # BERT's normal(0, 0.02) initialisation
 }
 
 
@@ -274,7 +277,10 @@ def upgrade_flat(flat: dict[str, Any]) -> dict[str, Any]:
         if new is not None and (new == key or new not in flat):
             upgraded[new] = value
     if any(key.startswith("data.") for key in upgraded):  # a run's config, not a part
-        upgraded = {**ADDED_KEYS, **upgraded}
+        added = dict(ADDED_KEYS)
+        if upgraded.get("model.name") in BASELINE_MODELS:  # a baseline's encoder keys are null
+            added.update({k: None for k in added if k.startswith("model.")})
+        upgraded = {**added, **upgraded}
     return upgraded
 
 
@@ -435,6 +441,7 @@ _BERT_RANGES: list[tuple[str, Any, str]] = [
       for k in ("d_model", "n_heads", "n_layers", "d_ff")],
     ("model.dropout", lambda v: 0.0 <= v < 1.0, "must be in [0, 1)"),
     ("model.activation", lambda v: v in ("relu", "gelu"), "must be relu or gelu"),
+    ("model.init_std", lambda v: v > 0, "must be > 0"),
 ]  # fmt: skip
 
 # model.name of the baselines (no transformer, no checkpoint: tokentango.baseline).

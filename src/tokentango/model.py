@@ -96,6 +96,7 @@ class BertClassifier(nn.Module):
     def __init__(
         self, vocab_size: int, d_model: int, n_heads: int, n_layers: int, d_ff: int,
         max_length: int, dropout: float, activation: str, norm_first: bool,
+        init_std: float = 0.02,
     ) -> None:  # fmt: skip
         super().__init__()
         self.vocab_size = vocab_size
@@ -120,13 +121,16 @@ class BertClassifier(nn.Module):
             nn.Linear(d_model, d_model), nn.GELU(), nn.LayerNorm(d_model)
         )
         self.mlm_bias = nn.Parameter(torch.zeros(vocab_size))
+        self.init_std = init_std
         self.apply(self._init_weights)
 
-    @staticmethod
-    def _init_weights(module: nn.Module) -> None:
-        # BERT's initialisation: small normal weights keep the tied MLM logits sane.
+    def _init_weights(self, module: nn.Module) -> None:
+        # BERT's initialisation (std 0.02) by default: small normal weights keep the tied MLM
+        # logits sane. At width 64 that is 6x below 1/sqrt(d_model), which leaves the [CLS]
+        # state almost the same for every input at first: Adam moves off that at once,
+        # SGD barely does (README, optimizer study), hence model.init_std.
         if isinstance(module, nn.Linear | nn.Embedding):
-            nn.init.normal_(module.weight, std=0.02)
+            nn.init.normal_(module.weight, std=self.init_std)
         if isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)
 
@@ -158,7 +162,7 @@ def build_model(model_cfg, vocab_size: int, max_length: int) -> BertClassifier:
         vocab_size=vocab_size, d_model=model_cfg.d_model, n_heads=model_cfg.n_heads,
         n_layers=model_cfg.n_layers, d_ff=model_cfg.d_ff, max_length=max_length,
         dropout=model_cfg.dropout, activation=model_cfg.activation,
-        norm_first=model_cfg.norm_first,
+        norm_first=model_cfg.norm_first, init_std=model_cfg.init_std,
     )  # fmt: skip
 
 
