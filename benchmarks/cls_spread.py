@@ -19,7 +19,7 @@ prints:
 
 Written to find out why SGD stays at chance on the embedded corpus where Adam learns (see
 the README's optimizer study): at BERT's init (model.init_std 0.02) the spread starts at
-~0.004 and SGD's steps, proportional to the blocks' tiny gradients, do not raise it.
+~0.004 and SGD's steps, proportional to the blocks' tiny gradients, barely raise it.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ import torch
 
 from tokentango.config import compose_config
 from tokentango.data import batch_tensors
+from tokentango.device import autocast
 from tokentango.evaluate import evaluate_split
 from tokentango.loop import advance, next_batch, schedule_lr, set_up
 from tokentango.model import compute_losses
@@ -75,8 +76,9 @@ def main() -> None:
     for step in range(1, args.steps + 1):
         ids, labels = next_batch(training)
         schedule_lr(training)
-        losses = compute_losses(model, ids, labels, cfg.use_mlm, cfg.objective.mask_prob,
-                                cfg.objective.mlm_weight)  # fmt: skip
+        with autocast(training.device, cfg.runtime.precision):
+            losses = compute_losses(model, ids, labels, cfg.use_mlm, cfg.objective.mask_prob,
+                                    cfg.objective.mlm_weight)  # fmt: skip
         optimizer.zero_grad(set_to_none=True)
         losses.total.backward()
         blocks, head = grad_norm(model, "blocks."), grad_norm(model, "cls_head.")

@@ -114,7 +114,7 @@ def test_weights_start_at_the_configured_std(init_std: float) -> None:
     model = BertClassifier(VOCAB, d_model=64, n_heads=4, n_layers=2, d_ff=256, max_length=200,
                            dropout=0.0, activation="gelu", norm_first=True,
                            init_std=init_std)  # fmt: skip
-    stds = [float(m.weight.std()) for m in model.modules()
+    stds = [float(m.weight.detach().std()) for m in model.modules()
             if isinstance(m, torch.nn.Linear | torch.nn.Embedding)]  # fmt: skip
     assert len(stds) == 12 and all(abs(s - init_std) < 0.25 * init_std for s in stds), stds
     assert all(float(m.bias.abs().max()) == 0 for m in model.modules()

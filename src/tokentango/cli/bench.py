@@ -247,14 +247,15 @@ def machine() -> dict[str, Any]:
     import torch
 
     cpu = platform.processor() or platform.machine()
-    features: list[str] = []
+    features: list[str] | None = None  # unknown where the CPU does not list its flags
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.is_file():
         text = cpuinfo.read_text()
         names = re.findall(r"model name\s*:\s*(.+)", text)
         cpu = names[0] if names else cpu
         flags = re.search(r"^flags\s*:\s*(.+)$", text, re.MULTILINE)
-        features = [f for f in MATMUL_FEATURES if flags and f in flags.group(1).split()]
+        if flags:
+            features = [f for f in MATMUL_FEATURES if f in flags.group(1).split()]
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None
     return {"cpu": cpu, "cores": os.cpu_count(), "cpu_features": features,
             "torch_threads": torch.get_num_threads(), "gpu": gpu, "torch": torch.__version__,
@@ -263,7 +264,9 @@ def machine() -> dict[str, Any]:
 
 def format_table(result: dict[str, Any]) -> str:
     host = result["machine"]
-    features = " ".join(host.get("cpu_features") or ["none of " + ", ".join(MATMUL_FEATURES)])
+    known = host.get("cpu_features")
+    features = ("features unknown" if known is None else " ".join(known)
+                or "none of " + ", ".join(MATMUL_FEATURES))  # fmt: skip
     lines = [f"machine: {host['cpu']}, {host['cores']} cores ({features}), torch {host['torch']}"
              + (f", {host['gpu']}" if host["gpu"] else ""),
              "matmul peak: " + ", ".join(f"{p} {v:.0f} GFLOP/s"
