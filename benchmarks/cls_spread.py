@@ -4,9 +4,9 @@
     uv run python benchmarks/cls_spread.py optimizer=sgd optimizer.lr=0.1 use_mlm=false
     uv run python benchmarks/cls_spread.py optimizer=sgd optimizer.lr=0.1 model.init_std=0.125
 
-Takes a run's steps exactly as `python -m tokentango.train` would with the same overrides
-(the loop's own set-up, batches, schedule, clipping and step) and every `--every` steps
-prints:
+Takes a run's steps as `python -m tokentango.train` would with the same overrides (the
+loop's own set-up, batches and schedule; `loop.train_step` spelled out, to read the
+gradients before clipping) and every `--every` steps prints:
 
 - cls spread: how much the final [CLS] state (the classifier's input) differs between
   articles: the std across 256 validation articles of each of its features, averaged
