@@ -664,19 +664,19 @@ def load_run_dataset(cfg, data_cache: str | None = None) -> Dataset:
     under `<data_dir>/cache/`) while it is there and was built for the same data settings,
     so a resumed or evaluated run keeps its token ids whatever changed in preprocessing
     since; else the cache for its settings, built if needed."""
+    from tokentango.synthetic import CORPUS_VERSION, sample_corpus_name
+
     cache = Path(cfg.runtime.data_dir) / "cache" / (data_cache or "-")
     if data_cache and (cache / "meta.json").is_file():
         built_for = json.loads((cache / "meta.json").read_text())["settings"]
         built_for = {**_SAME_DATA_BEFORE, **built_for}
         # The settings of `cfg`, without generating the embedded corpus to name its path.
         wanted = _settings(cfg, cfg.data.path or "")
-        # The generated corpus is the same file under any name (its name carries the
-        # generator's version, which the run's config names); a given CSV by its name.
-        same_file = (Path(built_for["path"]).name == Path(cfg.data.path).name
-                     if cfg.data.path is not None
-                     else Path(built_for["path"]).name.startswith("news_sample_")
-                     and f"_{cfg.data.sample_rows}_" in Path(built_for["path"]).name)  # fmt: skip
-        if all(built_for[k] == getattr(wanted, k) for k in _SAME_DATA) and same_file:
+        # A given CSV by its name; the generated one by the name its version gave it.
+        name = Path(cfg.data.path).name if cfg.data.path is not None else sample_corpus_name(
+            cfg.data.sample_rows, version=cfg.data.get("sample_version", CORPUS_VERSION))
+        if all(built_for[k] == getattr(wanted, k) for k in _SAME_DATA) and \
+                Path(built_for["path"]).name == name:  # fmt: skip
             return load_cache_dir(cache)
     return load_dataset(settings_from_config(cfg), cfg.runtime.data_dir)
 

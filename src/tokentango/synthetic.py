@@ -503,13 +503,19 @@ def write_corpus(
     return path
 
 
+def sample_corpus_name(n_rows: int, seed: int = 0, version: int = CORPUS_VERSION) -> str:
+    """The generated corpus's file name. The generator's version is in it (version 1 wrote
+    none): a file written by an earlier generator (kept in a user's data folder) is never
+    taken for today's corpus."""
+    return f"news_sample_{n_rows}_{seed}.csv" if version == 1 else \
+        f"news_sample_v{version}_{n_rows}_{seed}.csv"  # fmt: skip
+
+
 def ensure_sample_corpus(data_dir: str | Path, n_rows: int, seed: int = 0) -> Path:
     """Path of the generated corpus, writing it once (atomically, under a lock)."""
     out_dir = Path(data_dir) / "sample"
     out_dir.mkdir(parents=True, exist_ok=True)
-    # The generator's version is in the name: a file written by an earlier generator (kept
-    # in a user's data folder) is never taken for today's corpus.
-    path = out_dir / f"news_sample_v{CORPUS_VERSION}_{n_rows}_{seed}.csv"
+    path = out_dir / sample_corpus_name(n_rows, seed)
     if path.exists():
         return path
     with FileLock(str(path) + ".lock"):
