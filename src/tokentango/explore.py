@@ -40,6 +40,7 @@ from tokentango.report.plots import (
     losses_figure,
     metric_bars_figure,
     new_figure,
+    no_data,
     val_accuracy_figure,
 )
 from tokentango.report.runs import format_value, setting_order
@@ -336,8 +337,7 @@ def run_curves_figure(run_dir: str | Path | None, title: str = "") -> Figure:
         acc_ax.plot(*zip(*accuracy, strict=True), marker=".", color="tab:green")
     for ax, what in ((loss_ax, "losses"), (acc_ax, "validation accuracy")):
         if not ax.lines:
-            ax.text(0.5, 0.5, f"no {what} in {rundir.METRICS_FILE}", ha="center", va="center",
-                    transform=ax.transAxes)  # fmt: skip
+            no_data(ax, f"{what} in {rundir.METRICS_FILE}")
     if loss_ax.lines:
         loss_ax.legend(fontsize="small")
     loss_ax.set(xlabel="step", ylabel="loss", title=f"{title} losses".strip())

@@ -61,7 +61,8 @@ def _plot_band(ax: Any, groups: Sequence[Group], key: str) -> bool:
     return drew
 
 
-def _no_data(ax: Any, what: str) -> None:
+def no_data(ax: Any, what: str) -> None:
+    """`no <what>` in the middle of an empty plot."""
     ax.text(0.5, 0.5, f"no {what}", ha="center", va="center", transform=ax.transAxes)
 
 
@@ -93,7 +94,7 @@ def val_accuracy_figure(groups: Sequence[Group], target: float = 0.80) -> Figure
         ax.axhline(target, color="grey", linestyle="--", linewidth=1, label=f"target {target:g}")
         ax.legend(fontsize="small")
     else:
-        _no_data(ax, "validation metrics")
+        no_data(ax, "validation metrics")
     ax.set(xlabel="step", ylabel="validation accuracy",
            title="Validation accuracy (mean ± std over seeds)")  # fmt: skip
     return fig
@@ -123,7 +124,7 @@ def metric_bars_figure(groups: Sequence[Group], metric: str = "test_accuracy",
         ]
         ax.set_xticks(x, labels, rotation=20 if len(groups) > 3 else 0, fontsize="small")
     else:
-        _no_data(ax, f"finished runs with {metric}")
+        no_data(ax, f"finished runs with {metric}")
     ax.set(ylabel=metric, title=title or f"{metric} per group (mean ± std over seeds)")
     return fig
 
@@ -142,7 +143,7 @@ def losses_figure(groups: Sequence[Group]) -> Figure:
         if _plot_band(ax, trained, key):
             ax.legend(fontsize="small")
         else:
-            _no_data(ax, key.replace("_", " ") + " (no run used it)" * (key == "mlm_loss"))
+            no_data(ax, key.replace("_", " ") + " (no run used it)" * (key == "mlm_loss"))
         ax.set(xlabel="step", ylabel=key, title=title)
     return fig
 
@@ -181,7 +182,7 @@ def data_scaling_figure(groups: Sequence[Group], scaling: pd.DataFrame,
         ax.set_xscale("log")
         ax.legend(fontsize="small")
     else:
-        _no_data(ax, f"finished runs with {metric} and train_rows")
+        no_data(ax, f"finished runs with {metric} and train_rows")
     ax.set(xlabel="training rows (log scale)", ylabel=metric,
            title=f"{metric} by training rows (mean ± std over seeds)")  # fmt: skip
     return fig
